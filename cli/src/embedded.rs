@@ -1,0 +1,148 @@
+//! Embedded mode: the whole system in one process with no setup.
+//!
+//! SQLite files and the compile cache live under the data directory; the
+//! domain services listen for gRPC on a loopback port and the gateway calls
+//! them there, so the request path is exactly the distributed one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::get;
+use polyscale_gateway::{Gateway, GatewayConfig};
+use polyscale_host::components;
+use polyscale_host::runtime::RuntimeConfig;
+use polyscale_host::server::{HostConfig, ServiceConfig, ServiceHost, StartError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{sample, telemetry};
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    /// Public HTTP (GraphQL) address; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Internal gRPC address of the services (and `ComponentAdmin`).
+    pub grpc_listen: SocketAddr,
+    /// The product database; defaults to `sqlite://DATA_DIR/product.db`.
+    pub product_database_url: Option<String>,
+    /// Load the sample catalog into an empty system on first start.
+    pub sample_data: bool,
+    pub runtime: RuntimeConfig,
+    /// The product component to run on first start (default: built in).
+    pub product_component: Option<Arc<[u8]>>,
+}
+
+impl EmbeddedConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            runtime: RuntimeConfig { cache_dir: Some(data_dir.join("cache")), ..RuntimeConfig::default() },
+            data_dir,
+            listen: ([127, 0, 0, 1], 8080).into(),
+            grpc_listen: ([127, 0, 0, 1], 50051).into(),
+            product_database_url: None,
+            sample_data: true,
+            product_component: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Host(#[from] StartError),
+    #[error("gateway: {0}")]
+    Gateway(String),
+    #[error("loading sample data: {0}")]
+    Sample(String),
+}
+
+/// A built, not yet serving, embedded system.
+pub struct Embedded {
+    host: ServiceHost,
+    gateway: Gateway,
+    http: TcpListener,
+    grpc: TcpListener,
+    config: EmbeddedConfig,
+}
+
+impl Embedded {
+    pub async fn build(config: EmbeddedConfig) -> Result<Self, EmbeddedError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| EmbeddedError::DataDir { path: config.data_dir.clone(), source })?;
+        let grpc = TcpListener::bind(config.grpc_listen)
+            .await
+            .map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
+        let http = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| EmbeddedError::Listen { addr: config.listen, source })?;
+        let grpc_addr =
+            grpc.local_addr().map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
+
+        let product_url = config
+            .product_database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("product.db").display()));
+        let mut host_config = HostConfig::new(config.runtime.clone());
+        host_config.product = Some(ServiceConfig {
+            database_url: product_url,
+            component: config.product_component.clone().unwrap_or_else(|| components::PRODUCT.into()),
+        });
+        let host = ServiceHost::build(host_config).await?;
+
+        let gateway = Gateway::build(GatewayConfig::new(format!("http://{grpc_addr}")))
+            .map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
+        Ok(Self { host, gateway, http, grpc, config })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn host(&self) -> &ServiceHost {
+        &self.host
+    }
+
+    /// Serves until `shutdown` is cancelled. Loads the sample catalog first
+    /// if asked and not done before.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmbeddedError> {
+        let grpc_addr = self.grpc_addr();
+        let metrics = telemetry::metrics();
+        let router = self.gateway.router().route("/metrics", get(move || std::future::ready(metrics.render())));
+
+        let host_shutdown = shutdown.clone();
+        let host = tokio::spawn(self.host.run(self.grpc, async move { host_shutdown.cancelled().await }));
+
+        if self.config.sample_data {
+            let marker = self.config.data_dir.join(".sample-data-loaded");
+            if !marker.exists() {
+                let summary = sample::load(&format!("http://{grpc_addr}"), &sample::SampleOptions::default())
+                    .await
+                    .map_err(|e| EmbeddedError::Sample(e.to_string()))?;
+                std::fs::write(&marker, format!("{summary}\n"))
+                    .map_err(|source| EmbeddedError::DataDir { path: marker.clone(), source })?;
+                tracing::info!("{summary}");
+            }
+        }
+
+        let http_shutdown = shutdown.clone();
+        let http =
+            axum::serve(self.http, router).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let http_result = http.await;
+        shutdown.cancel();
+        let host_result = host.await.map_err(|e| EmbeddedError::Gateway(format!("service task: {e}")))?;
+        http_result.map_err(|source| EmbeddedError::Listen { addr: self.config.listen, source })?;
+        host_result?;
+        Ok(())
+    }
+}

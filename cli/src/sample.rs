@@ -1,0 +1,221 @@
+//! A realistic, deterministic sample catalog, loaded through the product
+//! service's public gRPC API (the same path any client takes).
+
+use std::fmt;
+
+use polyscale_proto::product::v1 as pb;
+use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
+use polyscale_proto::types::v1::Money;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    pub products: usize,
+    pub merchants: usize,
+    /// Same seed, same catalog.
+    pub seed: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self { products: 48, merchants: 3, seed: 42 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub categories: usize,
+    pub products: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sample catalog loaded: {} categories, {} products", self.categories, self.products)
+    }
+}
+
+/// One category of the generator: names are `brand + model + noun`.
+struct Kind {
+    category: &'static str,
+    brands: &'static [&'static str],
+    models: &'static [&'static str],
+    nouns: &'static [&'static str],
+    /// Price range in cents.
+    price: (i64, i64),
+    blurb: &'static str,
+}
+
+const KINDS: &[Kind] = &[
+    Kind {
+        category: "Laptops",
+        brands: &["Aero", "Nimbus", "Vector", "Lumen", "Corvid"],
+        models: &["13", "14 Pro", "15 Air", "16 Max", "X1"],
+        nouns: &["Laptop", "Ultrabook", "Notebook"],
+        price: (49_900, 329_900),
+        blurb: "A light, long-lasting laptop with a bright display and a comfortable keyboard.",
+    },
+    Kind {
+        category: "Phones",
+        brands: &["Pixelon", "Orbit", "Nova", "Quanta"],
+        models: &["5", "6a", "7 Pro", "Mini", "Ultra"],
+        nouns: &["Smartphone", "Phone"],
+        price: (19_900, 149_900),
+        blurb: "A fast phone with an all-day battery and a camera that handles low light.",
+    },
+    Kind {
+        category: "Headphones",
+        brands: &["Sonora", "Hush", "Bassline", "Echo"],
+        models: &["Studio", "Go", "Pro", "Sport"],
+        nouns: &["Wireless Headphones", "Earbuds", "Noise-Cancelling Headphones"],
+        price: (2_900, 44_900),
+        blurb: "Clear sound, deep bass and noise cancelling for the commute.",
+    },
+    Kind {
+        category: "Cameras",
+        brands: &["Lensa", "Aperture", "Kestrel"],
+        models: &["M10", "Z5", "R8", "Compact"],
+        nouns: &["Mirrorless Camera", "Action Camera", "Camera"],
+        price: (14_900, 249_900),
+        blurb: "Sharp photos and 4K video in a body that fits a jacket pocket.",
+    },
+    Kind {
+        category: "Books",
+        brands: &["The Quiet", "A Brief", "The Last", "Modern"],
+        models: &["Garden", "History of Time", "Algorithm", "Harbour"],
+        nouns: &["(Paperback)", "(Hardcover)"],
+        price: (899, 3_999),
+        blurb: "A bestselling read, printed on recycled paper.",
+    },
+    Kind {
+        category: "Kitchen",
+        brands: &["Chef's", "Copper", "Everyday", "Alder"],
+        models: &["Cast Iron", "Stainless", "Ceramic", "Nonstick"],
+        nouns: &["Skillet", "Dutch Oven", "Knife Set", "Kettle"],
+        price: (1_999, 34_900),
+        blurb: "Built to last for everyday cooking, dishwasher safe.",
+    },
+    Kind {
+        category: "Outdoor",
+        brands: &["Summit", "Trailhead", "Northwind"],
+        models: &["2-Person", "Ultralight", "All-Season", "Trek"],
+        nouns: &["Tent", "Backpack", "Sleeping Bag", "Rain Jacket"],
+        price: (3_999, 59_900),
+        blurb: "Weatherproof gear tested on long trails.",
+    },
+];
+
+/// splitmix64: a tiny deterministic generator (not for secrets).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn range(&mut self, (lo, hi): (i64, i64)) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+    fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// A generated product, before it has an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleProduct {
+    pub merchant_id: String,
+    pub category: &'static str,
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+pub fn merchant_id(n: usize) -> String {
+    format!("merchant-demo-{}", n + 1)
+}
+
+pub fn category_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.category).collect()
+}
+
+/// The `i`-th product of the catalog for `options` (stable for a seed).
+pub fn product(options: &SampleOptions, i: usize) -> SampleProduct {
+    let mut rng = Rng(options.seed ^ (i as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+    let kind = &KINDS[i % KINDS.len()];
+    let name = format!("{} {} {}", rng.pick(kind.brands), rng.pick(kind.models), rng.pick(kind.nouns));
+    // Prices end in 99 like real shelf prices.
+    let price_cents = (rng.range(kind.price) / 100) * 100 + 99;
+    // About one in eight is sold out.
+    let stock = if rng.below(8) == 0 { 0 } else { rng.range((1, 250)) };
+    SampleProduct {
+        merchant_id: merchant_id(rng.below(options.merchants.max(1))),
+        category: kind.category,
+        description: format!("{} {}", kind.blurb, name),
+        name,
+        price_cents,
+        stock,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("cannot reach the product service at {endpoint}: {source}")]
+    Connect { endpoint: String, source: tonic::transport::Error },
+    #[error("the product service refused {what}: {status}")]
+    Refused { what: String, status: tonic::Status },
+}
+
+/// Creates the categories and products through `endpoint`.
+pub async fn load(endpoint: &str, options: &SampleOptions) -> Result<Summary, SampleError> {
+    let mut client: ProductServiceClient<Channel> = ProductServiceClient::connect(endpoint.to_string())
+        .await
+        .map_err(|source| SampleError::Connect { endpoint: endpoint.to_string(), source })?;
+    let mut category_ids = std::collections::HashMap::new();
+    for name in category_names() {
+        let category = client
+            .create_category(pb::CreateCategoryRequest { name: name.to_string(), parent_id: None })
+            .await
+            .map_err(|status| SampleError::Refused { what: format!("category {name}"), status })?
+            .into_inner();
+        category_ids.insert(name, category.id);
+    }
+    for i in 0..options.products {
+        let p = product(options, i);
+        client
+            .create_product(pb::CreateProductRequest {
+                merchant_id: Some(p.merchant_id),
+                name: p.name.clone(),
+                description: p.description,
+                price: Some(Money { amount: p.price_cents, currency: "USD".into() }),
+                category_id: category_ids.get(p.category).cloned(),
+                stock: p.stock,
+            })
+            .await
+            .map_err(|status| SampleError::Refused { what: format!("product {}", p.name), status })?;
+    }
+    Ok(Summary { categories: category_ids.len(), products: options.products })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_deterministic_and_varied() {
+        let options = SampleOptions::default();
+        let a: Vec<_> = (0..20).map(|i| product(&options, i)).collect();
+        let b: Vec<_> = (0..20).map(|i| product(&options, i)).collect();
+        assert_eq!(a, b);
+        let other = SampleOptions { seed: 7, ..SampleOptions::default() };
+        assert_ne!(a, (0..20).map(|i| product(&other, i)).collect::<Vec<_>>());
+        assert!(a.iter().all(|p| p.price_cents % 100 == 99 && p.stock >= 0));
+        assert!(a.iter().any(|p| p.stock == 0) || a.iter().all(|p| p.stock > 0));
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real embedded system on free ports, driven over
+//! GraphQL (HTTP) and gRPC.
+
+mod app;
+mod bad_input;
+mod catalog;
+mod faults;
+mod hot_swap;

@@ -1,0 +1,75 @@
+//! The GraphQL schema: one module per domain, merged into the roots.
+
+mod money;
+mod product;
+
+use std::collections::HashMap;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use polyscale_proto::product::v1 as product_pb;
+use tokio::sync::OnceCell;
+
+use crate::clients::Clients;
+use crate::errors::{self, Code, ErrorShape, api_error};
+use crate::limits::{AliasLimit, GraphqlLimits};
+
+pub use money::{MinorUnits, Money, MoneyInput};
+
+#[derive(MergedObject, Default)]
+pub struct Query(product::ProductQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(product::ProductMutation);
+
+pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
+
+pub fn build(clients: Clients, limits: &GraphqlLimits) -> PolyScaleSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(clients)
+        .data(*limits)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(ErrorShape)
+        .extension(AliasLimit(limits.max_aliases))
+        .finish()
+}
+
+/// Per-request facts and caches.
+pub struct RequestContext {
+    pub request_id: String,
+    categories: OnceCell<HashMap<String, product_pb::Category>>,
+}
+
+impl RequestContext {
+    pub fn new(request_id: String) -> Self {
+        Self { request_id, categories: OnceCell::new() }
+    }
+}
+
+pub(crate) fn request_context<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a RequestContext> {
+    ctx.data::<RequestContext>().map_err(|_| api_error(Code::InternalServerError, "request context missing"))
+}
+
+pub(crate) fn clients<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Clients> {
+    ctx.data::<Clients>().map_err(|_| api_error(Code::InternalServerError, "service clients missing"))
+}
+
+/// Categories by id, fetched at most once per request (products of one page
+/// share them).
+pub(crate) async fn categories<'a>(
+    ctx: &'a Context<'_>,
+) -> async_graphql::Result<&'a HashMap<String, product_pb::Category>> {
+    let request = request_context(ctx)?;
+    let clients = clients(ctx)?;
+    request
+        .categories
+        .get_or_try_init(|| async {
+            let mut client = clients.product.clone();
+            let response = client
+                .list_categories(clients.request(product_pb::ListCategoriesRequest {}, &request.request_id))
+                .await
+                .map_err(|s| errors::top_level(&s))?;
+            Ok(response.into_inner().categories.into_iter().map(|c| (c.id.clone(), c)).collect())
+        })
+        .await
+}

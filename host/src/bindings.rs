@@ -1,0 +1,39 @@
+//! Every `bindgen!` of the host, in one place.
+//!
+//! The capability interfaces (`types`, `context`, `logging`, `sql`) are
+//! generated once, from the `domain-imports` world, and every service world
+//! reuses them through `with:`, so each WIT type has exactly one Rust type and
+//! each capability one `Host` implementation.
+
+mod imports {
+    wasmtime::component::bindgen!({
+        world: "polyscale:commerce/domain-imports",
+        path: "../wit",
+        imports: {
+            "polyscale:commerce/sql": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "polyscale:commerce/sql.transaction": crate::capabilities::sql::Transaction,
+        },
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use imports::polyscale::commerce::{context, logging, sql, types};
+
+/// The product service world.
+pub mod product {
+    wasmtime::component::bindgen!({
+        world: "polyscale:commerce/product-service",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "polyscale:commerce/types": super::types,
+            "polyscale:commerce/context": super::context,
+            "polyscale:commerce/logging": super::logging,
+            "polyscale:commerce/sql": super::sql,
+        },
+    });
+}

@@ -1,0 +1,8 @@
+//! Host capabilities lent to components, one module per WIT interface.
+//!
+//! Each module implements its interface's generated `Host` trait on a view
+//! of only its own slice of the store (see `runtime::StoreState`).
+
+pub mod context;
+pub mod logging;
+pub mod sql;

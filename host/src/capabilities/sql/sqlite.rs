@@ -1,0 +1,121 @@
+//! SQLite backend: one file per service, WAL, foreign keys on.
+
+use std::str::FromStr;
+
+use futures::TryStreamExt;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Arguments, AssertSqlSafe, Column, Row, Sqlite, TypeInfo, ValueRef};
+
+use super::{
+    ConnectOptions, ConstraintKind, ResultBudget, Rows, SqlError, SqlLimits, Value, constraint, map_common_error,
+};
+
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let connect = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(options.acquire_timeout);
+    SqlitePoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect)
+        .await
+}
+
+fn arguments(params: &[Value]) -> Result<SqliteArguments, SqlError> {
+    let mut args = SqliteArguments::default();
+    for p in params {
+        let added = match p {
+            Value::Null => args.add(None::<i64>),
+            Value::Integer(i) => args.add(*i),
+            Value::Real(f) => args.add(*f),
+            Value::Text(s) => args.add(s.clone()),
+            Value::Blob(b) => args.add(b.clone()),
+            Value::Boolean(b) => args.add(*b),
+        };
+        added.map_err(|e| SqlError::InvalidStatement(format!("cannot bind parameter: {e}")))?;
+    }
+    Ok(args)
+}
+
+fn decode(row: &SqliteRow) -> Result<Vec<Value>, SqlError> {
+    (0..row.columns().len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(map_error)?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let value = match raw.type_info().name() {
+                "INTEGER" | "INT4" | "INT8" | "BIGINT" => Value::Integer(row.try_get::<i64, _>(i).map_err(map_error)?),
+                "BOOLEAN" => Value::Boolean(row.try_get::<bool, _>(i).map_err(map_error)?),
+                "REAL" | "NUMERIC" => Value::Real(row.try_get::<f64, _>(i).map_err(map_error)?),
+                "BLOB" => Value::Blob(row.try_get::<Vec<u8>, _>(i).map_err(map_error)?),
+                _ => Value::Text(row.try_get::<String, _>(i).map_err(map_error)?),
+            };
+            Ok(value)
+        })
+        .collect()
+}
+
+pub async fn query<'c, E>(exec: E, statement: &str, params: &[Value], limits: &SqlLimits) -> Result<Rows, SqlError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let args = arguments(params)?;
+    let mut stream = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).fetch(exec);
+    let mut budget = ResultBudget::new(limits);
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await.map_err(map_error)? {
+        if columns.is_empty() {
+            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        let values = decode(&row)?;
+        budget.take(&values)?;
+        rows.push(values);
+    }
+    Ok(Rows { columns, rows })
+}
+
+pub async fn execute<'c, E>(exec: E, statement: &str, params: &[Value]) -> Result<u64, SqlError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let args = arguments(params)?;
+    let done = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).execute(exec).await.map_err(map_error)?;
+    Ok(done.rows_affected())
+}
+
+// Primary result codes (the low byte of extended codes).
+const SQLITE_ERROR: i32 = 1;
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_CONSTRAINT: i32 = 19;
+const SQLITE_RANGE: i32 = 25;
+
+pub fn map_error(e: sqlx::Error) -> SqlError {
+    if let Some(mapped) = map_common_error(&e) {
+        return mapped;
+    }
+    let sqlx::Error::Database(db) = &e else {
+        return SqlError::Other(e.to_string());
+    };
+    let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let message = db.message();
+    match (db.kind(), code & 0xff) {
+        (sqlx::error::ErrorKind::UniqueViolation, _) => constraint(ConstraintKind::Unique, None, message),
+        (sqlx::error::ErrorKind::ForeignKeyViolation, _) => constraint(ConstraintKind::ForeignKey, None, message),
+        (sqlx::error::ErrorKind::NotNullViolation, _) => constraint(ConstraintKind::NotNull, None, message),
+        (sqlx::error::ErrorKind::CheckViolation, _) => constraint(ConstraintKind::Check, None, message),
+        (_, SQLITE_CONSTRAINT) => constraint(ConstraintKind::Other, None, message),
+        (_, SQLITE_BUSY | SQLITE_LOCKED) => SqlError::SerializationFailure(message.to_string()),
+        (_, SQLITE_CANTOPEN) => SqlError::Unavailable(message.to_string()),
+        (_, SQLITE_ERROR | SQLITE_RANGE) => SqlError::InvalidStatement(message.to_string()),
+        _ => SqlError::Other(message.to_string()),
+    }
+}

@@ -1,0 +1,80 @@
+//! Protobuf ↔ WIT conversions for the product service, in one place.
+
+use polyscale_proto::product::v1 as pb;
+use polyscale_proto::types::v1 as types_pb;
+
+use crate::bindings::product::exports::polyscale::commerce::products as wit;
+use crate::bindings::types::{Money, PageRequest};
+
+fn money_in(m: Option<types_pb::Money>) -> Money {
+    // An absent price reaches the component as an empty currency, which it
+    // rejects as UNKNOWN_CURRENCY: one validation path for every client.
+    let m = m.unwrap_or_default();
+    Money { amount: m.amount, currency: m.currency }
+}
+
+fn money_out(m: Money) -> types_pb::Money {
+    types_pb::Money { amount: m.amount, currency: m.currency }
+}
+
+pub fn new_product(r: pb::CreateProductRequest) -> wit::NewProduct {
+    wit::NewProduct {
+        merchant_id: r.merchant_id,
+        name: r.name,
+        description: r.description,
+        price: money_in(r.price),
+        category_id: r.category_id,
+        stock: r.stock,
+    }
+}
+
+pub fn product_patch(r: pb::UpdateProductRequest) -> (String, wit::ProductPatch) {
+    let category_id = if r.clear_category { Some(None) } else { r.category_id.map(Some) };
+    let patch = wit::ProductPatch {
+        name: r.name,
+        description: r.description,
+        price: r.price.map(|m| money_in(Some(m))),
+        category_id,
+    };
+    (r.id, patch)
+}
+
+pub fn page_request(first: u32, after: Option<String>) -> PageRequest {
+    PageRequest { first, after }
+}
+
+impl From<wit::Product> for pb::Product {
+    fn from(p: wit::Product) -> Self {
+        pb::Product {
+            id: p.id,
+            merchant_id: p.merchant_id,
+            name: p.name,
+            description: p.description,
+            price: Some(money_out(p.price)),
+            category_id: p.category_id,
+            stock: p.stock,
+            created_at_ms: p.created_at_ms,
+            updated_at_ms: p.updated_at_ms,
+        }
+    }
+}
+
+impl From<wit::Category> for pb::Category {
+    fn from(c: wit::Category) -> Self {
+        pb::Category { id: c.id, name: c.name, slug: c.slug, parent_id: c.parent_id }
+    }
+}
+
+impl From<wit::ProductPage> for pb::ListProductsResponse {
+    fn from(page: wit::ProductPage) -> Self {
+        pb::ListProductsResponse {
+            edges: page
+                .edges
+                .into_iter()
+                .map(|e| pb::ProductEdge { cursor: e.cursor, node: Some(e.node.into()) })
+                .collect(),
+            has_next_page: page.has_next_page,
+            total_count: page.total_count,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `ProductService` over gRPC, served by the active product component.
+
+mod convert;
+
+use std::sync::Arc;
+
+use pb::product_service_server::ProductService;
+use polyscale_proto::product::v1 as pb;
+use tonic::{Request, Response, Status};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+use wasmtime::component::Linker;
+
+use super::{call_info, respond, status};
+use crate::bindings::product::exports::polyscale::commerce::products as wit;
+use crate::bindings::product::{ProductService as Exports, ProductServicePre};
+use crate::bindings::types::DomainError;
+use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Migration, Served};
+use crate::runtime::StoreState;
+
+/// The `product-service` world.
+pub struct ProductWorld;
+
+impl DomainWorld for ProductWorld {
+    type Pre = ProductServicePre<StoreState>;
+    type Exports = Exports;
+
+    fn link(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+        StoreState::link_domain_imports(linker)
+    }
+
+    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
+        ProductServicePre::new(instance_pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Exports>> {
+        Box::pin(pre.instantiate_async(store))
+    }
+
+    fn migrations<'a>(
+        exports: &'a Exports,
+        store: &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Vec<Migration>>> {
+        Box::pin(async move {
+            let all = exports.polyscale_commerce_migrations().call_all(store).await?;
+            Ok(all
+                .into_iter()
+                .map(|m| Migration { version: m.version, name: m.name, statements: m.statements })
+                .collect())
+        })
+    }
+}
+
+pub type ProductRegistry = ComponentRegistry<ProductWorld>;
+
+pub struct ProductApi {
+    registry: Arc<ProductRegistry>,
+}
+
+impl ProductApi {
+    pub fn new(registry: Arc<ProductRegistry>) -> Self {
+        Self { registry }
+    }
+
+    /// Calls one `products` export and maps both kinds of failure.
+    async fn invoke<Req, T, F>(&self, request: &Request<Req>, f: F) -> Result<Served<T>, Status>
+    where
+        F: for<'a> FnOnce(
+            &'a wit::Guest,
+            &'a mut Store<StoreState>,
+        ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+    {
+        let (info, timeout) = call_info(request);
+        let request_id = info.request_id.clone();
+        let served = self
+            .registry
+            .call(info, timeout, |exports, store| f(exports.polyscale_commerce_products(), store))
+            .await
+            .map_err(|e| status::call_error(e, &request_id))?;
+        match served.value {
+            Ok(value) => Ok(Served { value, version: served.version }),
+            Err(e) => Err(status::domain_error(e, &request_id)),
+        }
+    }
+}
+
+fn product_response(served: Served<wit::Product>) -> Response<pb::Product> {
+    respond(served.value.into(), &served.version)
+}
+
+#[tonic::async_trait]
+impl ProductService for ProductApi {
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let input = convert::new_product(request.get_ref().clone());
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_create_product(s, &input).await })).await?;
+        Ok(product_response(served))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let (id, patch) = convert::product_patch(request.get_ref().clone());
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_update_product(s, &id, &patch).await })).await?;
+        Ok(product_response(served))
+    }
+
+    async fn delete_product(
+        &self,
+        request: Request<pb::DeleteProductRequest>,
+    ) -> Result<Response<pb::DeleteProductResponse>, Status> {
+        let id = request.get_ref().id.clone();
+        let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_delete_product(s, &id).await })).await?;
+        Ok(respond(pb::DeleteProductResponse {}, &served.version))
+    }
+
+    async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Result<Response<pb::Product>, Status> {
+        let id = request.get_ref().id.clone();
+        let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_get_product(s, &id).await })).await?;
+        Ok(product_response(served))
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<pb::GetProductsRequest>,
+    ) -> Result<Response<pb::GetProductsResponse>, Status> {
+        let ids = request.get_ref().ids.clone();
+        let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_get_products(s, &ids).await })).await?;
+        let products = served.value.into_iter().map(Into::into).collect();
+        Ok(respond(pb::GetProductsResponse { products }, &served.version))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        let page = convert::page_request(request.get_ref().first, request.get_ref().after.clone());
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_list_products(s, &page).await })).await?;
+        Ok(respond(served.value.into(), &served.version))
+    }
+
+    async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Result<Response<pb::Product>, Status> {
+        let pb::AdjustStockRequest { id, delta } = request.get_ref().clone();
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_adjust_stock(s, &id, delta).await })).await?;
+        Ok(product_response(served))
+    }
+
+    async fn create_category(
+        &self,
+        request: Request<pb::CreateCategoryRequest>,
+    ) -> Result<Response<pb::Category>, Status> {
+        let input =
+            wit::NewCategory { name: request.get_ref().name.clone(), parent_id: request.get_ref().parent_id.clone() };
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_create_category(s, &input).await })).await?;
+        Ok(respond(served.value.into(), &served.version))
+    }
+
+    async fn list_categories(
+        &self,
+        request: Request<pb::ListCategoriesRequest>,
+    ) -> Result<Response<pb::ListCategoriesResponse>, Status> {
+        let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_list_categories(s).await })).await?;
+        let categories = served.value.into_iter().map(Into::into).collect();
+        Ok(respond(pb::ListCategoriesResponse { categories }, &served.version))
+    }
+}

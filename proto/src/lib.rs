@@ -1,0 +1,31 @@
+//! PolyScale's gRPC contracts (tonic + prost), generated from `proto/`.
+
+pub mod types {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.types.v1");
+    }
+}
+
+pub mod product {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.product.v1");
+    }
+}
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.admin.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every PolyScale service, for gRPC
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// Metadata keys shared by clients and servers.
+pub mod metadata {
+    /// Correlates one request across gateway, services and components.
+    pub const REQUEST_ID: &str = "x-request-id";
+    /// Names the component version that served a call (response metadata).
+    pub const COMPONENT_VERSION: &str = "x-polyscale-component-version";
+}

@@ -1,0 +1,90 @@
+//! `cargo xtask <command>`: the project's orchestration in Rust, so it runs
+//! the same everywhere.
+//!
+//! - `test`: the whole test suite. Starts one throwaway PostgreSQL cluster
+//!   for the run (unless `DATABASE_URL` is set), then runs every test of
+//!   the host workspace (with cargo-nextest when installed) and the guest
+//!   crates' unit tests.
+//! - `bench`: the benchmarks (release build).
+
+use std::process::{Command, ExitCode};
+
+use polyscale_testkit::pg::PgCluster;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench> [extra args for the test runner]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(mut cmd: Command) -> Result<(), String> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    // One cluster for the whole run; each test makes its own database.
+    let _cluster = match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            eprintln!("xtask: PostgreSQL tests use DATABASE_URL ({})", url.split('@').next_back().unwrap_or_default());
+            None
+        }
+        Err(_) => {
+            let cluster = PgCluster::start().map_err(|e| format!("starting PostgreSQL for the tests: {e}"))?;
+            eprintln!("xtask: PostgreSQL tests use a throwaway cluster at {}", cluster.url);
+            // SAFETY: single-threaded at this point; children inherit it.
+            unsafe { std::env::set_var("DATABASE_URL", &cluster.url) };
+            Some(cluster)
+        }
+    };
+
+    let mut host = cargo();
+    if has_nextest() {
+        host.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found; using cargo test");
+        host.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    host.args(extra);
+    let host_result = run(host);
+
+    let mut guests = cargo();
+    guests.args(["test", "--manifest-path", "plugins/Cargo.toml", "-p", "polyscale-guest", "--lib"]);
+    let guest_result = run(guests);
+
+    // Benchmarks are not run here (they are measurements, not tests), but
+    // they must keep compiling.
+    let mut benches = cargo();
+    benches.args(["check", "--workspace", "--benches", "--quiet"]);
+    let bench_result = run(benches);
+
+    host_result.and(guest_result).and(bench_result)
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--workspace"]).args(extra);
+    run(cmd)
+}

@@ -12,7 +12,11 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// (const name, crate artifact name) of each embedded component.
-const COMPONENTS: &[(&str, &str)] = &[("PRODUCT", "product_component"), ("FAULTY_PRODUCT", "faulty_product_component")];
+const COMPONENTS: &[(&str, &str)] = &[
+    ("PRODUCT", "product_component"),
+    ("ACCOUNT", "account_component"),
+    ("FAULTY_PRODUCT", "faulty_product_component"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -3,8 +3,12 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] =
-    &["polyscale/types/v1/types.proto", "polyscale/product/v1/product.proto", "polyscale/admin/v1/components.proto"];
+const PROTOS: &[&str] = &[
+    "polyscale/types/v1/types.proto",
+    "polyscale/product/v1/product.proto",
+    "polyscale/account/v1/account.proto",
+    "polyscale/admin/v1/components.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

@@ -5,20 +5,21 @@
 //! them there, so the request path is exactly the distributed one.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::routing::get;
 use polyscale_gateway::{Gateway, GatewayConfig};
+use polyscale_host::capabilities::credentials::CredentialsConfig;
 use polyscale_host::components;
 use polyscale_host::runtime::RuntimeConfig;
-use polyscale_host::server::{HostConfig, ServiceConfig, ServiceHost, StartError};
+use polyscale_host::server::{AccountServiceConfig, HostConfig, ServiceConfig, ServiceHost, StartError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{sample, telemetry};
 
-#[derive(Debug, Clone)]
 pub struct EmbeddedConfig {
     pub data_dir: PathBuf,
     /// Public HTTP (GraphQL) address; port 0 picks a free one.
@@ -27,6 +28,14 @@ pub struct EmbeddedConfig {
     pub grpc_listen: SocketAddr,
     /// The product database; defaults to `sqlite://DATA_DIR/product.db`.
     pub product_database_url: Option<String>,
+    /// The account database; defaults to `sqlite://DATA_DIR/account.db`.
+    pub account_database_url: Option<String>,
+    /// The credentials store; defaults to `sqlite://DATA_DIR/credentials.db`.
+    pub credentials_database_url: Option<String>,
+    /// Tune the credentials capability (tests shorten throttling, say).
+    pub credentials: Option<Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>>,
+    /// Take client addresses from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
     /// Load the sample catalog into an empty system on first start.
     pub sample_data: bool,
     pub runtime: RuntimeConfig,
@@ -43,6 +52,10 @@ impl EmbeddedConfig {
             listen: ([127, 0, 0, 1], 8080).into(),
             grpc_listen: ([127, 0, 0, 1], 50051).into(),
             product_database_url: None,
+            account_database_url: None,
+            credentials_database_url: None,
+            credentials: None,
+            trust_forwarded_for: false,
             sample_data: true,
             product_component: None,
         }
@@ -61,6 +74,8 @@ pub enum EmbeddedError {
     Gateway(String),
     #[error("loading sample data: {0}")]
     Sample(String),
+    #[error("token signing key: {0}")]
+    Key(#[from] polyscale_auth::KeyError),
 }
 
 /// A built, not yet serving, embedded system.
@@ -74,8 +89,14 @@ pub struct Embedded {
 
 impl Embedded {
     pub async fn build(config: EmbeddedConfig) -> Result<Self, EmbeddedError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| EmbeddedError::DataDir { path: config.data_dir.clone(), source })?;
+        if !config.data_dir.exists() {
+            // It will hold the signing key and the password hashes.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.data_dir)
+                .map_err(|source| EmbeddedError::DataDir { path: config.data_dir.clone(), source })?;
+        }
         let grpc = TcpListener::bind(config.grpc_listen)
             .await
             .map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
@@ -85,19 +106,37 @@ impl Embedded {
         let grpc_addr =
             grpc.local_addr().map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
 
-        let product_url = config
-            .product_database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("product.db").display()));
+        let sqlite = |name: &str| format!("sqlite://{}", config.data_dir.join(name).display());
+        // Generated on first start and kept with the data: tokens stay
+        // valid across restarts.
+        let keys =
+            polyscale_auth::load_or_create_key_pair(&config.data_dir.join("keys").join("token-signing-key.pem"))?;
+        let mut credentials = CredentialsConfig::new(keys.clone());
+        if let Some(tune) = &config.credentials {
+            tune(&mut credentials);
+        }
         let mut host_config = HostConfig::new(config.runtime.clone());
         host_config.product = Some(ServiceConfig {
-            database_url: product_url,
+            database_url: config.product_database_url.clone().unwrap_or_else(|| sqlite("product.db")),
             component: config.product_component.clone().unwrap_or_else(|| components::PRODUCT.into()),
+        });
+        host_config.account = Some(AccountServiceConfig {
+            service: ServiceConfig {
+                database_url: config.account_database_url.clone().unwrap_or_else(|| sqlite("account.db")),
+                component: components::ACCOUNT.into(),
+            },
+            credentials_database_url: config
+                .credentials_database_url
+                .clone()
+                .unwrap_or_else(|| sqlite("credentials.db")),
+            credentials,
         });
         let host = ServiceHost::build(host_config).await?;
 
-        let gateway = Gateway::build(GatewayConfig::new(format!("http://{grpc_addr}")))
-            .map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
+        let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
+        gateway_config.token_public_key = Some(keys.public_pem().to_string());
+        gateway_config.trust_forwarded_for = config.trust_forwarded_for;
+        let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
         Ok(Self { host, gateway, http, grpc, config })
     }
 
@@ -118,7 +157,9 @@ impl Embedded {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmbeddedError> {
         let grpc_addr = self.grpc_addr();
         let metrics = telemetry::metrics();
-        let router = self.gateway.router().route("/metrics", get(move || std::future::ready(metrics.render())));
+        let gateway = self
+            .gateway
+            .merge(axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render()))));
 
         let host_shutdown = shutdown.clone();
         let host = tokio::spawn(self.host.run(self.grpc, async move { host_shutdown.cancelled().await }));
@@ -126,19 +167,24 @@ impl Embedded {
         if self.config.sample_data {
             let marker = self.config.data_dir.join(".sample-data-loaded");
             if !marker.exists() {
-                let summary = sample::load(&format!("http://{grpc_addr}"), &sample::SampleOptions::default())
-                    .await
-                    .map_err(|e| EmbeddedError::Sample(e.to_string()))?;
+                let summary = sample::load(
+                    &format!("http://{grpc_addr}"),
+                    &sample::SampleOptions::default(),
+                    &self.config.data_dir,
+                )
+                .await
+                .map_err(|e| EmbeddedError::Sample(e.to_string()))?;
                 std::fs::write(&marker, format!("{summary}\n"))
                     .map_err(|source| EmbeddedError::DataDir { path: marker.clone(), source })?;
                 tracing::info!("{summary}");
             }
+            if let Ok(accounts) = std::fs::read_to_string(self.config.data_dir.join(sample::ACCOUNTS_FILE)) {
+                tracing::info!("sample accounts (email / password):\n{accounts}");
+            }
         }
 
         let http_shutdown = shutdown.clone();
-        let http =
-            axum::serve(self.http, router).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        let http_result = http.await;
+        let http_result = gateway.run(self.http, async move { http_shutdown.cancelled().await }).await;
         shutdown.cancel();
         let host_result = host.await.map_err(|e| EmbeddedError::Gateway(format!("service task: {e}")))?;
         http_result.map_err(|source| EmbeddedError::Listen { addr: self.config.listen, source })?;

@@ -9,6 +9,7 @@ use polyscale::embedded::{Embedded, EmbeddedConfig};
 use polyscale::telemetry;
 use polyscale_proto::admin::v1 as admin;
 use polyscale_proto::admin::v1::component_admin_client::ComponentAdminClient;
+use polyscale_proto::admin::v1::operator_client::OperatorClient;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -31,6 +32,28 @@ enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Operator actions on accounts of a running service host.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Grant a role (admin or merchant) to the account with this email.
+    Grant {
+        /// gRPC address of the service host running accounts.
+        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
+        admin: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "merchant"])]
+        role: String,
+        /// The store's name (merchants).
+        #[arg(long, default_value = "")]
+        store_name: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -47,6 +70,17 @@ struct ServeArgs {
     /// Product database (default: SQLite in the data directory).
     #[arg(long, env = "POLYSCALE_PRODUCT_DATABASE_URL")]
     product_database_url: Option<String>,
+    /// Account database (default: SQLite in the data directory).
+    #[arg(long, env = "POLYSCALE_ACCOUNT_DATABASE_URL")]
+    account_database_url: Option<String>,
+    /// Credentials store: password and session hashes (default: SQLite in
+    /// the data directory). Keep it apart from the account database.
+    #[arg(long, env = "POLYSCALE_CREDENTIALS_DATABASE_URL")]
+    credentials_database_url: Option<String>,
+    /// Take client addresses from X-Forwarded-For (only behind a proxy you
+    /// trust to set it).
+    #[arg(long)]
+    trust_forwarded_for: bool,
     /// Do not load the sample catalog on first start.
     #[arg(long)]
     no_sample_data: bool,
@@ -92,6 +126,17 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Component { command } => component(command).await,
+        Command::Accounts { command: AccountsCommand::Grant { admin, email, role, store_name } } => {
+            let mut client =
+                OperatorClient::connect(admin.clone()).await.with_context(|| format!("connecting to {admin}"))?;
+            let response = client
+                .grant_role(admin::GrantRoleRequest { email: email.clone(), role: role.clone(), store_name })
+                .await
+                .map_err(|s| anyhow::anyhow!("refused: {}", s.message()))?
+                .into_inner();
+            println!("{email} ({}) is now {role}", response.account_id);
+            Ok(())
+        }
     }
 }
 
@@ -100,6 +145,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.listen = args.listen;
     config.grpc_listen = args.grpc_listen;
     config.product_database_url = args.product_database_url;
+    config.account_database_url = args.account_database_url;
+    config.credentials_database_url = args.credentials_database_url;
+    config.trust_forwarded_for = args.trust_forwarded_for;
     config.sample_data = !args.no_sample_data;
     let system = Embedded::build(config).await?;
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());

@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+use std::path::Path;
+
+use polyscale_proto::account::v1 as account_pb;
+use polyscale_proto::account::v1::account_service_client::AccountServiceClient;
+use polyscale_proto::admin::v1 as admin_pb;
+use polyscale_proto::admin::v1::operator_client::OperatorClient;
 use polyscale_proto::product::v1 as pb;
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use polyscale_proto::types::v1::Money;
@@ -129,16 +135,13 @@ impl Rng {
 /// A generated product, before it has an id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleProduct {
-    pub merchant_id: String,
+    /// Index of the merchant (0-based) that sells it.
+    pub merchant: usize,
     pub category: &'static str,
     pub name: String,
     pub description: String,
     pub price_cents: i64,
     pub stock: i64,
-}
-
-pub fn merchant_id(n: usize) -> String {
-    format!("merchant-demo-{}", n + 1)
 }
 
 pub fn category_names() -> Vec<&'static str> {
@@ -155,7 +158,7 @@ pub fn product(options: &SampleOptions, i: usize) -> SampleProduct {
     // About one in eight is sold out.
     let stock = if rng.below(8) == 0 { 0 } else { rng.range((1, 250)) };
     SampleProduct {
-        merchant_id: merchant_id(rng.below(options.merchants.max(1))),
+        merchant: rng.below(options.merchants.max(1)),
         category: kind.category,
         description: format!("{} {}", kind.blurb, name),
         name,
@@ -166,21 +169,130 @@ pub fn product(options: &SampleOptions, i: usize) -> SampleProduct {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
-    #[error("cannot reach the product service at {endpoint}: {source}")]
+    #[error("cannot reach the services at {endpoint}: {source}")]
     Connect { endpoint: String, source: tonic::transport::Error },
-    #[error("the product service refused {what}: {status}")]
+    #[error("the services refused {what}: {status}")]
     Refused { what: String, status: tonic::Status },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("no randomness: {0}")]
+    Random(String),
 }
 
-/// Creates the categories and products through `endpoint`.
-pub async fn load(endpoint: &str, options: &SampleOptions) -> Result<Summary, SampleError> {
-    let mut client: ProductServiceClient<Channel> = ProductServiceClient::connect(endpoint.to_string())
+/// Where the sample accounts' passwords are written (mode 0600).
+pub const ACCOUNTS_FILE: &str = "sample-accounts.txt";
+
+const STORE_NAMES: &[&str] =
+    &["Northwind Electronics", "Harbour Books & Home", "Summit Outfitters", "Copperline Kitchen"];
+
+fn password() -> Result<String, SampleError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| SampleError::Random(e.to_string()))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"[*b as usize % 55]))
+        .collect())
+}
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", v);
+    }
+    request
+}
+
+struct Clients {
+    products: ProductServiceClient<Channel>,
+    accounts: AccountServiceClient<Channel>,
+    operator: OperatorClient<Channel>,
+}
+
+/// Registers an account and returns its id and a token.
+async fn account(c: &mut Clients, email: &str, name: &str, password: &str) -> Result<(String, String), SampleError> {
+    let refused = |status| SampleError::Refused { what: format!("account {email}"), status };
+    let session = c
+        .accounts
+        .register(account_pb::RegisterRequest {
+            email: email.into(),
+            password: password.into(),
+            display_name: name.into(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    Ok((session.account.map(|a| a.id).unwrap_or_default(), session.access_token))
+}
+
+async fn login(c: &mut Clients, email: &str, password: &str) -> Result<String, SampleError> {
+    let session = c
+        .accounts
+        .login(account_pb::LoginRequest { email: email.into(), password: password.into() })
+        .await
+        .map_err(|status| SampleError::Refused { what: format!("login {email}"), status })?
+        .into_inner();
+    Ok(session.access_token)
+}
+
+/// Creates accounts, categories and products through `endpoint`, and writes
+/// the accounts' passwords to `data_dir/sample-accounts.txt`.
+pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> Result<Summary, SampleError> {
+    let channel = Channel::from_shared(endpoint.to_string())
+        .map_err(|e| SampleError::Refused {
+            what: "the endpoint".into(),
+            status: tonic::Status::invalid_argument(e.to_string()),
+        })?
+        .connect()
         .await
         .map_err(|source| SampleError::Connect { endpoint: endpoint.to_string(), source })?;
+    let mut c = Clients {
+        products: ProductServiceClient::new(channel.clone()),
+        accounts: AccountServiceClient::new(channel.clone()),
+        operator: OperatorClient::new(channel),
+    };
+    let mut credentials = Vec::new();
+
+    // The admin: registered like anyone, promoted by the operator.
+    let admin_password = password()?;
+    account(&mut c, "admin@example.com", "Demo Admin", &admin_password).await?;
+    c.operator
+        .grant_role(admin_pb::GrantRoleRequest {
+            email: "admin@example.com".into(),
+            role: "admin".into(),
+            store_name: String::new(),
+        })
+        .await
+        .map_err(|status| SampleError::Refused { what: "the admin role".into(), status })?;
+    let admin = login(&mut c, "admin@example.com", &admin_password).await?;
+    credentials.push(("admin@example.com".to_string(), admin_password, "admin"));
+
+    // Merchants, promoted by the admin, each signed in again for a token
+    // that carries the new role.
+    let mut merchants = Vec::new();
+    for i in 0..options.merchants.max(1) {
+        let email = format!("merchant{}@example.com", i + 1);
+        let store = STORE_NAMES[i % STORE_NAMES.len()];
+        let merchant_password = password()?;
+        let (id, _) = account(&mut c, &email, store, &merchant_password).await?;
+        c.accounts
+            .grant_merchant(with_token(
+                account_pb::GrantMerchantRequest { account_id: id.clone(), store_name: store.into() },
+                &admin,
+            ))
+            .await
+            .map_err(|status| SampleError::Refused { what: format!("merchant {email}"), status })?;
+        merchants.push((id, login(&mut c, &email, &merchant_password).await?));
+        credentials.push((email, merchant_password, "merchant"));
+    }
+    let customer_password = password()?;
+    account(&mut c, "customer@example.com", "Casey Customer", &customer_password).await?;
+    credentials.push(("customer@example.com".to_string(), customer_password, "customer"));
+
     let mut category_ids = std::collections::HashMap::new();
     for name in category_names() {
-        let category = client
-            .create_category(pb::CreateCategoryRequest { name: name.to_string(), parent_id: None })
+        let category = c
+            .products
+            .create_category(with_token(pb::CreateCategoryRequest { name: name.to_string(), parent_id: None }, &admin))
             .await
             .map_err(|status| SampleError::Refused { what: format!("category {name}"), status })?
             .into_inner();
@@ -188,19 +300,35 @@ pub async fn load(endpoint: &str, options: &SampleOptions) -> Result<Summary, Sa
     }
     for i in 0..options.products {
         let p = product(options, i);
-        client
-            .create_product(pb::CreateProductRequest {
-                merchant_id: Some(p.merchant_id),
-                name: p.name.clone(),
-                description: p.description,
-                price: Some(Money { amount: p.price_cents, currency: "USD".into() }),
-                category_id: category_ids.get(p.category).cloned(),
-                stock: p.stock,
-            })
+        let (_, token) = &merchants[p.merchant % merchants.len()];
+        c.products
+            .create_product(with_token(
+                pb::CreateProductRequest {
+                    merchant_id: None,
+                    name: p.name.clone(),
+                    description: p.description,
+                    price: Some(Money { amount: p.price_cents, currency: "USD".into() }),
+                    category_id: category_ids.get(p.category).cloned(),
+                    stock: p.stock,
+                },
+                token,
+            ))
             .await
             .map_err(|status| SampleError::Refused { what: format!("product {}", p.name), status })?;
     }
+
+    let path = data_dir.join(ACCOUNTS_FILE);
+    let text: String =
+        credentials.iter().map(|(email, password, role)| format!("{email}  {password}  ({role})\n")).collect();
+    write_private(&path, &text).map_err(|source| SampleError::Write { path: path.display().to_string(), source })?;
     Ok(Summary { categories: category_ids.len(), products: options.products })
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

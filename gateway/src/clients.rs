@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use polyscale_proto::metadata::REQUEST_ID;
+use polyscale_proto::account::v1::account_service_client::AccountServiceClient;
+use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, REQUEST_ID};
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::GatewayConfig;
+use crate::schema::RequestContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,6 +22,7 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Clients {
     pub product: ProductServiceClient<Channel>,
+    pub account: AccountServiceClient<Channel>,
     timeout: Duration,
 }
 
@@ -38,15 +41,26 @@ impl Clients {
     pub fn connect_lazy(config: &GatewayConfig) -> Result<Self, ClientError> {
         Ok(Self {
             product: ProductServiceClient::new(channel(&config.product_endpoint, config.service_timeout)?),
+            account: AccountServiceClient::new(channel(&config.account_endpoint, config.service_timeout)?),
             timeout: config.service_timeout,
         })
     }
 
-    /// A request carrying the request id and deadline.
-    pub fn request<T>(&self, message: T, request_id: &str) -> tonic::Request<T> {
+    /// A request carrying the request id, the caller's token, the client
+    /// address and the deadline.
+    pub fn request<T>(&self, message: T, context: &RequestContext) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Ok(v) = MetadataValue::try_from(request_id) {
-            request.metadata_mut().insert(REQUEST_ID, v);
+        let metadata = request.metadata_mut();
+        if let Ok(v) = MetadataValue::try_from(context.request_id.as_str()) {
+            metadata.insert(REQUEST_ID, v);
+        }
+        if let Ok(v) = MetadataValue::try_from(context.client_address.as_str()) {
+            metadata.insert(CLIENT_ADDRESS, v);
+        }
+        if let Some(token) = &context.token {
+            if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
+                metadata.insert(AUTHORIZATION, v);
+            }
         }
         request.set_timeout(self.timeout);
         request

@@ -95,7 +95,7 @@ pub fn from_status(status: &tonic::Status, path: &dyn Fn(&str) -> Vec<String>) -
                 bad.field_violations
                     .into_iter()
                     .map(|v| UserError {
-                        field: Some(path(&v.field)),
+                        field: (!v.field.is_empty()).then(|| path(&v.field)),
                         code: if v.reason.is_empty() { "INVALID".into() } else { v.reason },
                         message: v.description,
                     })

@@ -11,10 +11,14 @@ use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+
+use polyscale_auth::{Claims, Verifier};
 
 use crate::errors::{Code, coded, finish_errors};
 use crate::limits::GraphqlLimits;
@@ -23,18 +27,67 @@ use crate::schema::{PolyScaleSchema, RequestContext};
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const REQUEST_ID: &str = "x-request-id";
 
+pub struct HttpConfig {
+    pub limits: GraphqlLimits,
+    pub verifier: Option<Verifier>,
+    pub trust_forwarded_for: bool,
+}
+
 #[derive(Clone)]
 struct AppState {
     schema: PolyScaleSchema,
     limits: GraphqlLimits,
+    verifier: Option<Verifier>,
+    trust_forwarded_for: bool,
 }
 
-pub fn router(schema: PolyScaleSchema, limits: GraphqlLimits) -> Router {
+pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(AppState { schema, limits })
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+        .with_state(AppState {
+            schema,
+            limits: config.limits,
+            verifier: config.verifier,
+            trust_forwarded_for: config.trust_forwarded_for,
+        })
+}
+
+/// The client's address: the TCP peer, or the first `X-Forwarded-For`
+/// entry when a trusted proxy sets it.
+fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip.to_string();
+        }
+    }
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Verifies a bearer token if one is sent. A token that is sent but not
+/// valid is an error (401, RFC 6750), not an anonymous request.
+fn authenticate(headers: &HeaderMap, verifier: Option<&Verifier>) -> Result<Option<(String, Claims)>, String> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(polyscale_auth::bearer)
+        .ok_or("the Authorization header must be `Bearer <token>`")?;
+    let verifier = verifier.ok_or("this gateway accepts no tokens (no public key configured)")?;
+    let claims = verifier.verify(token).map_err(|e| e.to_string())?;
+    Ok(Some((token.to_string(), claims)))
 }
 
 /// Which media type the client wants back.
@@ -67,6 +120,18 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
     let media = negotiate(&headers);
     let request_id = request_id(&headers);
     let is_get = request.method() == Method::GET;
+    let mut context = RequestContext::new(request_id.clone(), client_address(&request, state.trust_forwarded_for));
+    match authenticate(&headers, state.verifier.as_ref()) {
+        Ok(Some((token, claims))) => context = context.authenticated(token, claims),
+        Ok(None) => {}
+        Err(reason) => {
+            let mut response = request_error(StatusCode::UNAUTHORIZED, Code::Unauthenticated, &reason, &request_id);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            return response;
+        }
+    }
 
     if is_get && request.uri().query().is_none_or(|q| !q.contains("query=")) {
         let accepts_html =
@@ -108,7 +173,7 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        request.data.insert(RequestContext::new(request_id.clone()));
+        request.data.insert(context.clone());
     }
     let mut response = state.schema.execute_batch(batch).await;
     match &mut response {
@@ -171,17 +236,30 @@ fn request_error(status: StatusCode, code: Code, message: &str, request_id: &str
     json_response(status, GRAPHQL_RESPONSE, body.to_string(), request_id)
 }
 
+/// Whether a response failed before execution (parse, validation,
+/// limits). Such a response has no `data` at all, per the spec; an
+/// execution error that nulls the whole `data` is still a 200.
+fn failed_before_execution(response: &async_graphql::Response) -> bool {
+    const REQUEST_ERRORS: [Code; 3] = [Code::GraphqlParseFailed, Code::GraphqlValidationFailed, Code::QueryTooComplex];
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| {
+            let code = e.extensions.as_ref().and_then(|x| x.get("code")).cloned();
+            REQUEST_ERRORS.iter().any(|c| code == Some(async_graphql::Value::from(c.as_str())))
+        })
+}
+
 fn graphql_response(response: BatchResponse, media: Media, request_id: &str) -> Response {
-    // A single response with errors and no data never reached execution:
-    // a request error (parse, validation or limits).
-    let request_failed = match &response {
-        BatchResponse::Single(r) => r.data == async_graphql::Value::Null && !r.errors.is_empty(),
-        BatchResponse::Batch(_) => false,
-    };
+    let request_failed = matches!(&response, BatchResponse::Single(r) if failed_before_execution(r));
     let status =
         if request_failed && media == Media::GraphqlResponse { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let content_type = if media == Media::Json { "application/json" } else { GRAPHQL_RESPONSE };
-    let body = match serde_json::to_string(&response) {
+    let serialized = match &response {
+        // No `data` entry for a request that never executed.
+        BatchResponse::Single(r) if request_failed => serde_json::to_string(&serde_json::json!({ "errors": r.errors })),
+        _ => serde_json::to_string(&response),
+    };
+    let body = match serialized {
         Ok(body) => body,
         Err(e) => {
             return request_error(

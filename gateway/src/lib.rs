@@ -23,19 +23,40 @@ use tokio::net::TcpListener;
 pub struct GatewayConfig {
     /// gRPC endpoint of the product service, e.g. `http://127.0.0.1:50051`.
     pub product_endpoint: String,
+    /// gRPC endpoint of the account service.
+    pub account_endpoint: String,
+    /// Public key (PEM) of the account service's token signer. Without it
+    /// every bearer token is refused.
+    pub token_public_key: Option<String>,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted
+    /// proxy only: clients can set it themselves).
+    pub trust_forwarded_for: bool,
     pub limits: GraphqlLimits,
     /// Deadline passed to the services for each call.
     pub service_timeout: Duration,
 }
 
 impl GatewayConfig {
-    pub fn new(product_endpoint: impl Into<String>) -> Self {
+    /// All services at one endpoint (embedded mode).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        let endpoint = endpoint.into();
         Self {
-            product_endpoint: product_endpoint.into(),
+            product_endpoint: endpoint.clone(),
+            account_endpoint: endpoint,
+            token_public_key: None,
+            trust_forwarded_for: false,
             limits: GraphqlLimits::default(),
             service_timeout: Duration::from_secs(10),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("token public key: {0}")]
+    PublicKey(String),
 }
 
 pub struct Gateway {
@@ -43,14 +64,24 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn build(config: GatewayConfig) -> Result<Self, ClientError> {
+    pub fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
         let clients = Clients::connect_lazy(&config)?;
+        let verifier = config
+            .token_public_key
+            .as_deref()
+            .map(polyscale_auth::Verifier::new)
+            .transpose()
+            .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
         let schema = schema::build(clients, &config.limits);
-        Ok(Self { router: http::router(schema, config.limits) })
+        let http =
+            http::HttpConfig { limits: config.limits, verifier, trust_forwarded_for: config.trust_forwarded_for };
+        Ok(Self { router: http::router(schema, http) })
     }
 
-    pub fn router(&self) -> axum::Router {
-        self.router.clone()
+    /// Adds routes (e.g. `/metrics`) beside the GraphQL ones.
+    pub fn merge(mut self, routes: axum::Router) -> Self {
+        self.router = self.router.merge(routes);
+        self
     }
 
     /// Serves HTTP until `shutdown` resolves.
@@ -59,6 +90,7 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(shutdown).await
     }
 }

@@ -34,8 +34,16 @@ async fn fixture() -> Fixture {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let db = Database::connect(&url, &ConnectOptions::default()).await.unwrap();
-    let registry =
-        ProductRegistry::new("product", runtime.clone(), db.clone(), SqlLimits::default(), 64 << 20).await.unwrap();
+    let registry = ProductRegistry::new(
+        "product",
+        runtime.clone(),
+        db.clone(),
+        SqlLimits::default(),
+        Default::default(),
+        64 << 20,
+    )
+    .await
+    .unwrap();
     registry.bootstrap(components::PRODUCT).await.unwrap();
     let input = polyscale_host::bindings::product::exports::polyscale::commerce::products::NewProduct {
         merchant_id: Some("bench-merchant".into()),
@@ -61,6 +69,7 @@ async fn store_only(f: &Fixture) {
         CallInfo::new("bench", None),
         &CallLimits::default(),
         SqlState::new(f.db.clone(), SqlLimits::default()),
+        &Default::default(),
     );
     let store = wasmtime::Store::new(f.runtime.engine(), state);
     drop(std::hint::black_box(store));

@@ -10,7 +10,8 @@ async fn main() {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let url = format!("sqlite://{}", dir.path().join("p.db").display());
     let db = Database::connect(&url, &ConnectOptions::default()).await.unwrap();
-    let registry = ProductRegistry::new("product", runtime, db, SqlLimits::default(), 64 << 20).await.unwrap();
+    let registry =
+        ProductRegistry::new("product", runtime, db, SqlLimits::default(), Default::default(), 64 << 20).await.unwrap();
     registry.bootstrap(components::PRODUCT).await.unwrap();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let start = std::time::Instant::now();

@@ -20,12 +20,29 @@ mod imports {
     });
 }
 
+pub use account::polyscale::commerce::credentials;
 pub use imports::polyscale::commerce::{context, logging, sql, types};
 
 /// The product service world.
 pub mod product {
     wasmtime::component::bindgen!({
         world: "polyscale:commerce/product-service",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "polyscale:commerce/types": super::types,
+            "polyscale:commerce/context": super::context,
+            "polyscale:commerce/logging": super::logging,
+            "polyscale:commerce/sql": super::sql,
+        },
+    });
+}
+
+/// The account service world; it alone imports `credentials`.
+pub mod account {
+    wasmtime::component::bindgen!({
+        world: "polyscale:commerce/account-service",
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },

@@ -12,6 +12,12 @@ pub mod product {
     }
 }
 
+pub mod account {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.account.v1");
+    }
+}
+
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("polyscale.admin.v1");
@@ -28,4 +34,8 @@ pub mod metadata {
     pub const REQUEST_ID: &str = "x-request-id";
     /// Names the component version that served a call (response metadata).
     pub const COMPONENT_VERSION: &str = "x-polyscale-component-version";
+    /// The end client's address, as the gateway saw it (for throttling).
+    pub const CLIENT_ADDRESS: &str = "x-polyscale-client-address";
+    /// `Bearer <access token>`.
+    pub const AUTHORIZATION: &str = "authorization";
 }

@@ -71,7 +71,16 @@ fn test(extra: &[String]) -> Result<(), String> {
     let host_result = run(host);
 
     let mut guests = cargo();
-    guests.args(["test", "--manifest-path", "plugins/Cargo.toml", "-p", "polyscale-guest", "--lib"]);
+    guests.args([
+        "test",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "-p",
+        "polyscale-guest",
+        "-p",
+        "account-component",
+        "--lib",
+    ]);
     let guest_result = run(guests);
 
     // Benchmarks are not run here (they are measurements, not tests), but

@@ -29,7 +29,9 @@ pub struct TestApp {
     pub data_dir: TempDir,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    _db: Option<TestDatabase>,
+    _dbs: Vec<TestDatabase>,
+    admin: tokio::sync::OnceCell<String>,
+    merchant: tokio::sync::OnceCell<(String, String)>,
 }
 
 /// Call limits for tests: a short deadline so runaway calls end quickly.
@@ -56,15 +58,18 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         let data_dir = options.data_dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
-        let db = match options.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(fresh_database().await),
+        let dbs = match options.backend {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres => vec![fresh_database().await, fresh_database().await, fresh_database().await],
         };
         let mut config = EmbeddedConfig::new(data_dir.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.grpc_listen = "127.0.0.1:0".parse().unwrap();
         config.sample_data = false;
-        config.product_database_url = db.as_ref().map(|d| d.url.clone());
+        config.trust_forwarded_for = true;
+        config.product_database_url = dbs.first().map(|d| d.url.clone());
+        config.account_database_url = dbs.get(1).map(|d| d.url.clone());
+        config.credentials_database_url = dbs.get(2).map(|d| d.url.clone());
         config.product_component = options.product_component;
         config.runtime =
             RuntimeConfig { cache_dir: Some(shared_cache()), call_limits: test_limits(), ..RuntimeConfig::default() };
@@ -73,7 +78,17 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { system.run(token).await.expect("system runs") });
-        Self { http, grpc, client: reqwest::Client::new(), data_dir, shutdown, task: Some(task), _db: db }
+        Self {
+            http,
+            grpc,
+            client: reqwest::Client::new(),
+            data_dir,
+            shutdown,
+            task: Some(task),
+            _dbs: dbs,
+            admin: Default::default(),
+            merchant: Default::default(),
+        }
     }
 
     /// Stops the system and waits for it, keeping the data directory.
@@ -92,14 +107,27 @@ impl TestApp {
 
     /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
     pub async fn post(&self, body: Value) -> (u16, Value) {
-        let response = self.client.post(self.url()).json(&body).send().await.expect("HTTP request");
+        self.post_as(None, body).await
+    }
+
+    /// POSTs with an optional bearer token.
+    pub async fn post_as(&self, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url()).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("HTTP request");
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }
 
     /// Runs a query or mutation that must succeed without errors.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let (status, body) = self.post(json!({ "query": query, "variables": variables })).await;
+        self.graphql_as(None, query, variables).await
+    }
+
+    pub async fn graphql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post_as(token, json!({ "query": query, "variables": variables })).await;
         assert_eq!(status, 200, "status of {query}: {body}");
         assert!(body.get("errors").is_none(), "errors from {query}: {body}");
         body["data"].clone()
@@ -107,9 +135,88 @@ impl TestApp {
 
     /// Runs a request expected to fail; returns the body.
     pub async fn graphql_err(&self, query: &str, variables: Value) -> Value {
-        let (_, body) = self.post(json!({ "query": query, "variables": variables })).await;
+        self.graphql_err_as(None, query, variables).await
+    }
+
+    pub async fn graphql_err_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let (_, body) = self.post_as(token, json!({ "query": query, "variables": variables })).await;
         assert!(body.get("errors").is_some(), "expected errors from {query}: {body}");
         body
+    }
+
+    /// Registers an account; returns the `register` payload.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let data = self
+            .graphql(
+                "mutation($input: RegisterInput!) { register(input: $input) { account { id email roles } accessToken refreshToken userErrors { field code message } } }",
+                json!({ "input": { "email": email, "password": password, "displayName": email.split('@').next().unwrap() } }),
+            )
+            .await;
+        data["register"].clone()
+    }
+
+    /// Signs in; returns the `login` payload.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.login_from(None, email, password).await
+    }
+
+    /// Signs in from a given client address (X-Forwarded-For).
+    pub async fn login_from(&self, address: Option<&str>, email: &str, password: &str) -> Value {
+        let mut request = self.client.post(self.url()).json(&json!({
+            "query": "mutation($input: LoginInput!) { login(input: $input) { account { id roles } accessToken refreshToken userErrors { field code message } } }",
+            "variables": { "input": { "email": email, "password": password } },
+        }));
+        if let Some(address) = address {
+            request = request.header("x-forwarded-for", address);
+        }
+        let body: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(body.get("errors").is_none(), "{body}");
+        body["data"]["login"].clone()
+    }
+
+    /// Makes `email` an admin through the operator API.
+    pub async fn grant(&self, email: &str, role: &str, store_name: &str) {
+        polyscale_proto::admin::v1::operator_client::OperatorClient::new(self.channel().await)
+            .grant_role(polyscale_proto::admin::v1::GrantRoleRequest {
+                email: email.into(),
+                role: role.into(),
+                store_name: store_name.into(),
+            })
+            .await
+            .expect("operator grant");
+    }
+
+    /// A token of an admin account, created on first use.
+    pub async fn admin_token(&self) -> String {
+        self.admin
+            .get_or_init(|| async {
+                self.register("admin@test.example", PASSWORD).await;
+                self.grant("admin@test.example", "admin", "").await;
+                self.login("admin@test.example", PASSWORD).await["accessToken"].as_str().unwrap().to_string()
+            })
+            .await
+            .clone()
+    }
+
+    /// A new merchant: (account id, token).
+    pub async fn new_merchant(&self, email: &str) -> (String, String) {
+        let id = self.register(email, PASSWORD).await["account"]["id"].as_str().unwrap().to_string();
+        let admin = self.admin_token().await;
+        let data = self
+            .graphql_as(
+                Some(&admin),
+                "mutation($id: ID!) { grantMerchant(accountId: $id, storeName: \"Test Store\") { account { roles } userErrors { code } } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(data["grantMerchant"]["account"]["roles"], json!(["CUSTOMER", "MERCHANT"]));
+        let token = self.login(email, PASSWORD).await["accessToken"].as_str().unwrap().to_string();
+        (id, token)
+    }
+
+    /// The default merchant of the test: (account id, token).
+    pub async fn merchant(&self) -> (String, String) {
+        self.merchant.get_or_init(|| self.new_merchant("merchant@test.example")).await.clone()
     }
 
     pub async fn channel(&self) -> Channel {
@@ -189,10 +296,15 @@ pub fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
 
 pub const PRODUCT_FIELDS: &str = "id merchantId name description price { amount currency formatted } stock inStock category { id name } createdAt updatedAt";
 
-/// Creates a product that must succeed; returns it.
+/// A password that passes the policy.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates a product as the default merchant; returns it.
 pub async fn create_product(app: &TestApp, input: Value) -> Value {
+    let (_, token) = app.merchant().await;
     let data = app
-        .graphql(
+        .graphql_as(
+            Some(&token),
             &format!("mutation($input: CreateProductInput!) {{ createProduct(input: $input) {{ product {{ {PRODUCT_FIELDS} }} userErrors {{ field code message }} }} }}"),
             json!({ "input": input }),
         )
@@ -203,5 +315,5 @@ pub async fn create_product(app: &TestApp, input: Value) -> Value {
 }
 
 pub fn product_input(name: &str, amount: i64, stock: i64) -> Value {
-    json!({ "merchantId": "merchant-1", "name": name, "description": format!("{name} description"), "price": { "amount": amount, "currency": "USD" }, "stock": stock })
+    json!({ "name": name, "description": format!("{name} description"), "price": { "amount": amount, "currency": "USD" }, "stock": stock })
 }

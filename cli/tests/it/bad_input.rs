@@ -21,6 +21,7 @@ async fn malformed_requests_are_refused_before_execution() {
     assert_eq!(status, 400);
     assert_eq!(code(&body), "GRAPHQL_PARSE_FAILED");
     assert!(body["errors"][0]["extensions"]["requestId"].is_string());
+    assert!(body.get("data").is_none(), "a request that never executed has no data entry: {body}");
 
     // Valid syntax, unknown field: GRAPHQL_VALIDATION_FAILED.
     let (status, body) = app.post(json!({ "query": "{ nope }" })).await;
@@ -97,10 +98,13 @@ async fn expensive_queries_are_refused() {
     let (status, body) = app.post(json!({ "query": format!("{{ {aliases} }}") })).await;
     assert_eq!((status, code(&body)), (400, "QUERY_TOO_COMPLEX"), "{body}");
 
-    // A page too large, or empty.
+    // A page too large, or empty: refused while executing, so a 200 whose
+    // `data` is null (the field is non-null).
     for first in [100_000, 0, -1] {
-        let body =
-            app.graphql_err("query($f: Int) { products(first: $f) { totalCount } }", json!({ "f": first })).await;
+        let (status, body) =
+            app.post(json!({ "query": "query($f: Int) { products(first: $f) { totalCount } }", "variables": { "f": first } })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"], Value::Null);
         assert_eq!(code(&body), "BAD_USER_INPUT", "first = {first}: {body}");
         assert_eq!(body["errors"][0]["extensions"]["field"], "first");
     }
@@ -121,13 +125,19 @@ async fn expensive_queries_are_refused() {
 async fn invalid_input_writes_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let product = create_product(&app, product_input("Kettle", 2999, 3)).await;
+    let (_, m) = app.merchant().await;
+    let m = Some(m.as_str());
     let id = product["id"].as_str().unwrap().to_string();
     let create = "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } userErrors { field code message } } }";
 
     // Negative price, unknown currency, empty name, negative stock: all
     // reported at once, nothing stored.
     let data = app
-        .graphql(create, json!({ "input": { "merchantId": "m", "name": "  ", "price": { "amount": -1, "currency": "usd" }, "stock": -5 } }))
+        .graphql_as(
+            m,
+            create,
+            json!({ "input": { "name": "  ", "price": { "amount": -1, "currency": "usd" }, "stock": -5 } }),
+        )
         .await;
     let errors = &data["createProduct"]["userErrors"];
     let codes: Vec<&str> = errors.as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
@@ -138,19 +148,19 @@ async fn invalid_input_writes_nothing() {
     // An unknown category.
     let mut input = product_input("Pan", 1999, 1);
     input["categoryId"] = json!("01a20000-0000-7000-8000-000000000000");
-    let data = app.graphql(create, json!({ "input": input })).await;
+    let data = app.graphql_as(m, create, json!({ "input": input })).await;
     assert_eq!(data["createProduct"]["userErrors"][0]["code"], "UNKNOWN_CATEGORY");
     assert_eq!(total(&app).await, 1);
 
     // An amount beyond what JSON carries exactly is refused by the scalar.
     let (_, body) = app
-        .post(json!({ "query": create, "variables": { "input": { "merchantId": "m", "name": "x", "price": { "amount": 1e17, "currency": "USD" } } } }))
+        .post_as(m, json!({ "query": create, "variables": { "input": { "name": "x", "price": { "amount": 1e17, "currency": "USD" } } } }))
         .await;
     assert!(body["errors"].is_array(), "{body}");
 
     // Stock below zero is refused and the stock stays.
     let data = app
-        .graphql("mutation($id: ID!) { adjustStock(id: $id, delta: -4) { product { stock } userErrors { field code message } } }", json!({ "id": id }))
+        .graphql_as(m, "mutation($id: ID!) { adjustStock(id: $id, delta: -4) { product { stock } userErrors { field code message } } }", json!({ "id": id }))
         .await;
     let errors = &data["adjustStock"]["userErrors"];
     assert_eq!(errors[0]["code"], "INSUFFICIENT_STOCK");
@@ -161,7 +171,8 @@ async fn invalid_input_writes_nothing() {
 
     // An invalid update changes nothing.
     let data = app
-        .graphql(
+        .graphql_as(
+            m,
             "mutation($id: ID!) { updateProduct(id: $id, input: { name: \"New\", price: { amount: -5, currency: \"USD\" } }) { product { id } userErrors { code } } }",
             json!({ "id": id }),
         )
@@ -174,6 +185,7 @@ async fn invalid_input_writes_nothing() {
 #[tokio::test]
 async fn unknown_and_invalid_ids() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, m) = app.merchant().await;
     let unknown = "01a20000-0000-7000-8000-000000000000";
 
     let body = app.graphql_err("query($id: ID!) { product(id: $id) { id } }", json!({ "id": unknown })).await;
@@ -191,7 +203,7 @@ async fn unknown_and_invalid_ids() {
         "mutation($id: ID!) { adjustStock(id: $id, delta: 1) { userErrors { field code } } }",
         "mutation($id: ID!) { deleteProduct(id: $id) { userErrors { field code } } }",
     ] {
-        let data = app.graphql(mutation, json!({ "id": unknown })).await;
+        let data = app.graphql_as(Some(&m), mutation, json!({ "id": unknown })).await;
         let payload = data.as_object().unwrap().values().next().unwrap();
         assert_eq!(payload["userErrors"], json!([{ "field": ["id"], "code": "NOT_FOUND" }]), "{mutation}");
     }

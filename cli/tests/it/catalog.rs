@@ -31,10 +31,13 @@ async fn all_pages(app: &TestApp, first: i64) -> (Vec<String>, Vec<Value>) {
 
 async fn catalog_round_trip(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let (merchant_id, merchant) = app.merchant().await;
 
     // Categories.
     let data = app
-        .graphql(
+        .graphql_as(
+            Some(&admin),
             "mutation { createCategory(input: { name: \"Laptops & Tablets\" }) { category { id name slug parent { id } } userErrors { code } } }",
             json!({}),
         )
@@ -44,7 +47,8 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(category["parent"], Value::Null);
     let laptops = category["id"].as_str().unwrap().to_string();
     let data = app
-        .graphql(
+        .graphql_as(
+            Some(&admin),
             "mutation($parent: ID) { createCategory(input: { name: \"Gaming Laptops\", parentId: $parent }) { category { parent { name } } } }",
             json!({ "parent": laptops }),
         )
@@ -64,7 +68,7 @@ async fn catalog_round_trip(backend: Backend) {
     assert_eq!(first["stock"], 10);
     assert_eq!(first["inStock"], true);
     assert_eq!(first["category"]["name"], "Laptops & Tablets");
-    assert_eq!(first["merchantId"], "merchant-1");
+    assert_eq!(first["merchantId"], json!(merchant_id));
     let id = first["id"].as_str().unwrap().to_string();
 
     // Read.
@@ -86,7 +90,8 @@ async fn catalog_round_trip(backend: Backend) {
 
     // Update: name and price change, category is removed, the rest stays.
     let data = app
-        .graphql(
+        .graphql_as(
+            Some(&merchant),
             &format!("mutation($id: ID!) {{ updateProduct(id: $id, input: {{ name: \"Laptop Zero\", price: {{ amount: 120000, currency: \"EUR\" }}, categoryId: null }}) {{ product {{ {PRODUCT_FIELDS} }} userErrors {{ code }} }} }}"),
             json!({ "id": id }),
         )
@@ -100,14 +105,15 @@ async fn catalog_round_trip(backend: Backend) {
 
     // Adjust stock up and down.
     let adjust = "mutation($id: ID!, $delta: Int!) { adjustStock(id: $id, delta: $delta) { product { stock inStock } userErrors { field code message } } }";
-    let data = app.graphql(adjust, json!({ "id": id, "delta": 5 })).await;
+    let data = app.graphql_as(Some(&merchant), adjust, json!({ "id": id, "delta": 5 })).await;
     assert_eq!(data["adjustStock"]["product"]["stock"], 15);
-    let data = app.graphql(adjust, json!({ "id": id, "delta": -15 })).await;
+    let data = app.graphql_as(Some(&merchant), adjust, json!({ "id": id, "delta": -15 })).await;
     assert_eq!(data["adjustStock"]["product"], json!({ "stock": 0, "inStock": false }));
 
     // Delete.
     let data = app
-        .graphql(
+        .graphql_as(
+            Some(&merchant),
             "mutation($id: ID!) { deleteProduct(id: $id) { deletedProductId userErrors { code } } }",
             json!({ "id": id }),
         )
@@ -143,11 +149,14 @@ async fn stock_never_negative(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let product = create_product(&app, product_input("Limited", 1000, 7)).await;
     let id = product["id"].as_str().unwrap().to_string();
+    let (_, merchant) = app.merchant().await;
     let attempts = (0..20).map(|_| {
         let app = &app;
         let id = id.clone();
+        let merchant = merchant.clone();
         async move {
-            app.graphql(
+            app.graphql_as(
+                Some(&merchant),
                 "mutation($id: ID!) { adjustStock(id: $id, delta: -1) { product { stock } userErrors { code } } }",
                 json!({ "id": id }),
             )
@@ -176,10 +185,10 @@ async fn stock_never_negative_on_postgres() {
 async fn services_report_health_and_reflect() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut health = HealthClient::new(app.channel().await);
@@ -192,12 +201,17 @@ async fn services_report_health_and_reflect() {
     assert_eq!(status, ServingStatus::Serving as i32);
 
     let mut reflection = ServerReflectionClient::new(app.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
     let response = responses.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("{response:?}") };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["polyscale.product.v1.ProductService", "polyscale.admin.v1.ComponentAdmin", "grpc.health.v1.Health"] {
+    for expected in
+        ["polyscale.product.v1.ProductService", "polyscale.admin.v1.ComponentAdmin", "grpc.health.v1.Health"]
+    {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
     }
 }

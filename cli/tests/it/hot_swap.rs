@@ -26,9 +26,10 @@ async fn swap_under_load_loses_no_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
+    let (_, merchant) = app.merchant().await;
     let mut workers = Vec::new();
     for worker in 0..4 {
-        let (app, stop, ok) = (app.clone(), stop.clone(), ok.clone());
+        let (app, stop, ok, merchant) = (app.clone(), stop.clone(), ok.clone(), merchant.clone());
         workers.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             let mut n = 0;
@@ -37,7 +38,7 @@ async fn swap_under_load_loses_no_request() {
                 let (status, body) = if worker % 2 == 0 {
                     app.post(json!({ "query": "{ products(first: 10) { totalCount edges { node { id stock } } } }" })).await
                 } else {
-                    app.post(json!({
+                    app.post_as(Some(&merchant), json!({
                         "query": "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } userErrors { code } } }",
                         "variables": { "input": product_input(&format!("w{worker}-{n}"), 100, 1) }
                     }))

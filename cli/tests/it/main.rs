@@ -1,6 +1,7 @@
 //! End-to-end tests: the real embedded system on free ports, driven over
 //! GraphQL (HTTP) and gRPC.
 
+mod accounts;
 mod app;
 mod bad_input;
 mod catalog;

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one module per domain, merged into the roots.
 
+mod account;
 mod money;
 mod product;
 
@@ -16,10 +17,10 @@ use crate::limits::{AliasLimit, GraphqlLimits};
 pub use money::{MinorUnits, Money, MoneyInput};
 
 #[derive(MergedObject, Default)]
-pub struct Query(product::ProductQuery);
+pub struct Query(product::ProductQuery, account::AccountQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(product::ProductMutation);
+pub struct Mutation(product::ProductMutation, account::AccountMutation);
 
 pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -37,12 +38,42 @@ pub fn build(clients: Clients, limits: &GraphqlLimits) -> PolyScaleSchema {
 /// Per-request facts and caches.
 pub struct RequestContext {
     pub request_id: String,
+    /// The bearer token, already verified; forwarded to the services
+    /// (which verify it again).
+    pub token: Option<String>,
+    pub caller: Option<polyscale_auth::Claims>,
+    pub client_address: String,
     categories: OnceCell<HashMap<String, product_pb::Category>>,
 }
 
 impl RequestContext {
-    pub fn new(request_id: String) -> Self {
-        Self { request_id, categories: OnceCell::new() }
+    pub fn new(request_id: String, client_address: String) -> Self {
+        Self { request_id, token: None, caller: None, client_address, categories: OnceCell::new() }
+    }
+
+    pub fn authenticated(mut self, token: String, claims: polyscale_auth::Claims) -> Self {
+        self.token = Some(token);
+        self.caller = Some(claims);
+        self
+    }
+
+    /// The caller, or an `UNAUTHENTICATED` error.
+    pub fn caller(&self) -> async_graphql::Result<&polyscale_auth::Claims> {
+        self.caller
+            .as_ref()
+            .ok_or_else(|| api_error(Code::Unauthenticated, "sign in first: send Authorization: Bearer <access token>"))
+    }
+}
+
+impl Clone for RequestContext {
+    fn clone(&self) -> Self {
+        Self {
+            request_id: self.request_id.clone(),
+            token: self.token.clone(),
+            caller: self.caller.clone(),
+            client_address: self.client_address.clone(),
+            categories: OnceCell::new(),
+        }
     }
 }
 
@@ -66,7 +97,7 @@ pub(crate) async fn categories<'a>(
         .get_or_try_init(|| async {
             let mut client = clients.product.clone();
             let response = client
-                .list_categories(clients.request(product_pb::ListCategoriesRequest {}, &request.request_id))
+                .list_categories(clients.request(product_pb::ListCategoriesRequest {}, request))
                 .await
                 .map_err(|s| errors::top_level(&s))?;
             Ok(response.into_inner().categories.into_iter().map(|c| (c.id.clone(), c)).collect())

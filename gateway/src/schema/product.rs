@@ -121,12 +121,7 @@ impl ProductQuery {
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Product>> {
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
-        match clients
-            .product
-            .clone()
-            .get_product(clients.request(pb::GetProductRequest { id: id.0 }, &request.request_id))
-            .await
-        {
+        match clients.product.clone().get_product(clients.request(pb::GetProductRequest { id: id.0 }, request)).await {
             Ok(r) => Ok(Some(Product(r.into_inner()))),
             Err(status) => Err(errors::top_level(&status)),
         }
@@ -157,7 +152,7 @@ impl ProductQuery {
         let response = clients
             .product
             .clone()
-            .list_products(clients.request(pb::ListProductsRequest { first: first as u32, after }, &request.request_id))
+            .list_products(clients.request(pb::ListProductsRequest { first: first as u32, after }, request))
             .await
             .map_err(|s| errors::top_level(&s))?
             .into_inner();
@@ -273,7 +268,7 @@ impl ProductMutation {
             category_id: input.category_id.map(|id| id.0),
             stock: input.stock.into(),
         };
-        product_payload(clients.product.clone().create_product(clients.request(message, &request.request_id)).await)
+        product_payload(clients.product.clone().create_product(clients.request(message, request)).await)
     }
 
     async fn update_product(&self, ctx: &Context<'_>, id: ID, input: UpdateProductInput) -> Result<ProductPayload> {
@@ -292,14 +287,14 @@ impl ProductMutation {
             category_id,
             clear_category,
         };
-        product_payload(clients.product.clone().update_product(clients.request(message, &request.request_id)).await)
+        product_payload(clients.product.clone().update_product(clients.request(message, request)).await)
     }
 
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> Result<DeleteProductPayload> {
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message = pb::DeleteProductRequest { id: id.0.clone() };
-        match clients.product.clone().delete_product(clients.request(message, &request.request_id)).await {
+        match clients.product.clone().delete_product(clients.request(message, request)).await {
             Ok(_) => Ok(DeleteProductPayload { deleted_product_id: Some(id), user_errors: vec![] }),
             Err(status) => Ok(DeleteProductPayload { deleted_product_id: None, user_errors: user_errors(status)? }),
         }
@@ -310,14 +305,14 @@ impl ProductMutation {
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message = pb::AdjustStockRequest { id: id.0, delta: delta.into() };
-        product_payload(clients.product.clone().adjust_stock(clients.request(message, &request.request_id)).await)
+        product_payload(clients.product.clone().adjust_stock(clients.request(message, request)).await)
     }
 
     async fn create_category(&self, ctx: &Context<'_>, input: CreateCategoryInput) -> Result<CategoryPayload> {
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message = pb::CreateCategoryRequest { name: input.name, parent_id: input.parent_id.map(|id| id.0) };
-        match clients.product.clone().create_category(clients.request(message, &request.request_id)).await {
+        match clients.product.clone().create_category(clients.request(message, request)).await {
             Ok(r) => Ok(CategoryPayload { category: Some(Category(r.into_inner())), user_errors: vec![] }),
             Err(status) => Ok(CategoryPayload { category: None, user_errors: user_errors(status)? }),
         }

@@ -8,10 +8,11 @@ impl Host for CallInfo {
     fn current(&mut self) -> wasmtime::Result<CallContext> {
         Ok(CallContext {
             request_id: self.request_id.clone(),
-            caller: self
-                .caller
-                .as_ref()
-                .map(|c| Principal { account_id: c.account_id.clone(), roles: c.roles.clone() }),
+            caller: self.caller.as_ref().map(|c| Principal {
+                account_id: c.account_id.clone(),
+                roles: c.roles.clone(),
+                session_id: c.session_id.clone(),
+            }),
             now_ms: self.now_ms,
         })
     }

@@ -4,5 +4,6 @@
 //! of only its own slice of the store (see `runtime::StoreState`).
 
 pub mod context;
+pub mod credentials;
 pub mod logging;
 pub mod sql;

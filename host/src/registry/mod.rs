@@ -30,7 +30,7 @@ pub use migrations::{Migration, MigrationError, apply as apply_migrations, ensur
 pub use versions::{VersionInfo, VersionSource};
 
 use crate::capabilities::sql::{Database, SqlError, SqlLimits, SqlState};
-use crate::runtime::{CallError, CallInfo, EPOCH_TICK, Runtime, StoreState};
+use crate::runtime::{CallError, CallInfo, Capabilities, EPOCH_TICK, Runtime, StoreState};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -97,6 +97,7 @@ pub struct ComponentRegistry<W: DomainWorld> {
     linker: Linker<StoreState>,
     db: Database,
     sql_limits: SqlLimits,
+    capabilities: Capabilities,
     max_component_bytes: usize,
     active: ArcSwapOption<LoadedVersion<W>>,
     /// Compiled versions, kept so a rollback needs no recompile.
@@ -111,6 +112,7 @@ impl<W: DomainWorld> ComponentRegistry<W> {
         runtime: Runtime,
         db: Database,
         sql_limits: SqlLimits,
+        capabilities: Capabilities,
         max_component_bytes: usize,
     ) -> Result<Self, DeployError> {
         let mut linker = Linker::new(runtime.engine());
@@ -123,6 +125,7 @@ impl<W: DomainWorld> ComponentRegistry<W> {
             linker,
             db,
             sql_limits,
+            capabilities,
             max_component_bytes,
             active: ArcSwapOption::empty(),
             loaded: Mutex::new(HashMap::new()),
@@ -293,7 +296,8 @@ impl<W: DomainWorld> ComponentRegistry<W> {
         let timeout = timeout.map_or(limits.timeout, |t| t.min(limits.timeout));
         info.component = self.slot.clone();
         info.version = version.info.version.clone();
-        let state = StoreState::for_domain_call(info, &limits, SqlState::new(self.db.clone(), self.sql_limits));
+        let sql = SqlState::new(self.db.clone(), self.sql_limits);
+        let state = StoreState::for_domain_call(info, &limits, sql, &self.capabilities);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64);

@@ -13,6 +13,15 @@ pub use crate::bindings::context::Role;
 pub struct Caller {
     pub account_id: String,
     pub roles: Vec<Role>,
+    /// The session of the caller's access token; none for operators.
+    pub session_id: Option<String>,
+}
+
+impl Caller {
+    /// The host's operator (admin port), acting as an admin.
+    pub fn operator() -> Self {
+        Self { account_id: "operator".into(), roles: vec![Role::Admin], session_id: None }
+    }
 }
 
 /// Facts about one component call, visible to the component through the
@@ -23,6 +32,9 @@ pub struct CallInfo {
     pub caller: Option<Caller>,
     /// Milliseconds since the Unix epoch when the host accepted the call.
     pub now_ms: i64,
+    /// The end client's address as the gateway saw it ("unknown" if not
+    /// given); used for throttling, not shown to components.
+    pub client_address: String,
     /// The component slot ("product") and version serving the call.
     pub component: String,
     pub version: String,
@@ -40,6 +52,7 @@ impl CallInfo {
             request_id: request_id.into(),
             caller,
             now_ms,
+            client_address: "unknown".into(),
             component: String::new(),
             version: String::new(),
             log_lines: 0,

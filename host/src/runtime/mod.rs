@@ -19,4 +19,4 @@ mod store;
 pub use call::{CallError, CallInfo, Caller, Role};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeConfig};
 pub use limits::{CallLimits, MemoryLimitExceeded, MemoryLimiter};
-pub use store::StoreState;
+pub use store::{Capabilities, StoreState};

@@ -5,8 +5,18 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::guest_output::GuestOutput;
 use super::{CallInfo, CallLimits, MemoryLimiter};
-use crate::bindings::{context, logging, sql, types};
+use std::sync::Arc;
+
+use crate::bindings::{context, credentials, logging, sql, types};
+use crate::capabilities::credentials::{Credentials, CredentialsCap, CredentialsView};
 use crate::capabilities::sql::{Sql, SqlState, SqlView};
+
+/// Capabilities beyond SQL that some worlds import, shared by every call of
+/// a slot.
+#[derive(Clone, Default)]
+pub struct Capabilities {
+    pub credentials: Option<Arc<Credentials>>,
+}
 
 /// The data of one call's store. Each capability sees only its own slice
 /// (see the getters in [`StoreState::link_domain_imports`]).
@@ -16,13 +26,14 @@ pub struct StoreState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) call: CallInfo,
     pub(crate) sql: Option<SqlState>,
+    pub(crate) credentials: Option<Arc<Credentials>>,
 }
 
 impl StoreState {
     /// A store for a call to a domain component: WASI with nothing granted
     /// (no files, sockets, environment or arguments; stdout/stderr to the
     /// logs) plus the component's own database.
-    pub fn for_domain_call(call: CallInfo, limits: &CallLimits, sql: SqlState) -> Self {
+    pub fn for_domain_call(call: CallInfo, limits: &CallLimits, sql: SqlState, capabilities: &Capabilities) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new("stdout", &call.component, &call.request_id))
             .stderr(GuestOutput::new("stderr", &call.component, &call.request_id))
@@ -30,7 +41,14 @@ impl StoreState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        Self { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(limits), call, sql: Some(sql) }
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits),
+            call,
+            sql: Some(sql),
+            credentials: capabilities.credentials.clone(),
+        }
     }
 
     /// Links WASI and the capabilities every domain component may import.
@@ -41,6 +59,14 @@ impl StoreState {
         logging::add_to_linker::<_, HasSelf<CallInfo>>(linker, |s| &mut s.call)?;
         sql::add_to_linker::<_, Sql>(linker, |s| SqlView { state: s.sql.as_mut(), table: &mut s.table })?;
         Ok(())
+    }
+
+    /// Links the account world's extra import, `credentials`.
+    pub fn link_credentials(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+        credentials::add_to_linker::<_, CredentialsCap>(linker, |s| CredentialsView {
+            shared: s.credentials.as_ref(),
+            client: &s.call.client_address,
+        })
     }
 
     pub fn call(&self) -> &CallInfo {

@@ -2,24 +2,88 @@
 //! version, and encodes the answer. Errors map to `Status` in one place
 //! ([`status`]).
 
+pub mod account;
 pub mod admin;
+pub mod operator;
 pub mod product;
 pub mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use polyscale_proto::metadata::{COMPONENT_VERSION, REQUEST_ID};
+use polyscale_auth::Verifier;
+use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION, REQUEST_ID};
 use tonic::metadata::MetadataValue;
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status};
 
+use crate::capabilities::credentials::Credentials;
 use crate::registry::Served;
-use crate::runtime::CallInfo;
+use crate::runtime::{CallInfo, Caller, Role};
 
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The call facts carried by a gRPC request's metadata.
-pub fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
+/// Turns a request's metadata into the facts of a component call,
+/// verifying the caller's access token (signature, issuer, audience,
+/// expiry) with the public key. The gateway verified it too; the services
+/// do not trust the gateway to have done so.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    verifier: Option<Verifier>,
+    /// When set, the token's session must also still be live (logout and
+    /// password changes then take effect at once). The account service
+    /// sets it; others accept a token until it expires.
+    sessions: Option<Arc<Credentials>>,
+}
+
+impl Authenticator {
+    pub fn new(verifier: Option<Verifier>) -> Self {
+        Self { verifier, sessions: None }
+    }
+
+    pub fn checking_sessions(mut self, credentials: Arc<Credentials>) -> Self {
+        self.sessions = Some(credentials);
+        self
+    }
+
+    pub async fn call_info<T>(&self, request: &Request<T>) -> Result<(CallInfo, Option<Duration>), Status> {
+        let (mut info, timeout) = call_info(request);
+        let Some(header) = request.metadata().get(AUTHORIZATION) else { return Ok((info, timeout)) };
+        let unauthenticated = |why: &str| status::unauthenticated(why);
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(polyscale_auth::bearer)
+            .ok_or_else(|| unauthenticated("malformed authorization header"))?;
+        let verifier = self.verifier.as_ref().ok_or_else(|| unauthenticated("this service does not accept tokens"))?;
+        let claims = verifier.verify(token).map_err(|e| unauthenticated(&e.to_string()))?;
+        if let Some(sessions) = &self.sessions {
+            match sessions.session_live(&claims.sid).await {
+                Ok(true) => {}
+                Ok(false) => return Err(unauthenticated("the session has ended; sign in again")),
+                Err(e) => {
+                    tracing::error!(error = ?e, "session check failed");
+                    return Err(Status::unavailable("the credentials store is unavailable"));
+                }
+            }
+        }
+        let roles = claims
+            .roles
+            .iter()
+            .map(|r| match r {
+                polyscale_auth::Role::Customer => Role::Customer,
+                polyscale_auth::Role::Merchant => Role::Merchant,
+                polyscale_auth::Role::Admin => Role::Admin,
+            })
+            .collect();
+        info.caller = Some(Caller { account_id: claims.sub, roles, session_id: Some(claims.sid) });
+        Ok((info, timeout))
+    }
+}
+
+/// The call facts carried by a gRPC request's metadata, before
+/// authentication.
+fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
     let metadata = request.metadata();
     let request_id = metadata
         .get(REQUEST_ID)
@@ -28,7 +92,17 @@ pub fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let timeout = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-    (CallInfo::new(request_id, None), timeout)
+    let mut info = CallInfo::new(request_id, None);
+    if let Some(address) = metadata
+        .get(CLIENT_ADDRESS)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        info.client_address = address.to_string();
+    } else if let Some(peer) = request.remote_addr() {
+        info.client_address = peer.ip().to_string();
+    }
+    (info, timeout)
 }
 
 /// Parses a `grpc-timeout` header value: up to 8 digits and a unit.

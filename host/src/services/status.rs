@@ -18,6 +18,10 @@ fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []))
 }
 
+pub fn unauthenticated(message: &str) -> Status {
+    with_reason(Code::Unauthenticated, "UNAUTHENTICATED", message)
+}
+
 pub fn domain_error(e: DomainError, request_id: &str) -> Status {
     match e {
         DomainError::Invalid(fields) => {

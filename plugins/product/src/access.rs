@@ -29,9 +29,7 @@ impl Scope {
 pub fn manage_scope(ctx: &CallContext) -> Result<Scope, DomainError> {
     let caller = &ctx.caller;
     match caller {
-        // The walking skeleton has no accounts yet: anonymous callers manage
-        // the whole catalog. Tightened once authentication exists.
-        None => Ok(Scope::All),
+        None => Err(DomainError::Unauthenticated("sign in to manage products".into())),
         Some(_) if caller.is_admin() => Ok(Scope::All),
         Some(p) if caller.has_role(Role::Merchant) => Ok(Scope::Merchant(p.account_id.clone())),
         Some(_) => Err(DomainError::Forbidden("only merchants and admins may manage products".into())),
@@ -39,7 +37,7 @@ pub fn manage_scope(ctx: &CallContext) -> Result<Scope, DomainError> {
 }
 
 /// The merchant a new product belongs to: merchants create for themselves;
-/// admins (and, for now, anonymous callers) must name one.
+/// admins must name one.
 pub fn owner_for_new(
     ctx: &CallContext,
     requested: Option<&str>,

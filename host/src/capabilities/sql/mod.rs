@@ -24,6 +24,18 @@ pub use host::{Sql, SqlState, SqlView};
 
 pub use crate::bindings::sql::{ConstraintKind, ConstraintViolation, Error as SqlError, Rows, Value};
 
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+
 /// Bounds on one statement and its result.
 #[derive(Debug, Clone, Copy)]
 pub struct SqlLimits {
@@ -45,11 +57,13 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// How long a call waits for a free connection before `unavailable`.
     pub acquire_timeout: Duration,
+    /// A SQLite file readable by its owner only (for secrets).
+    pub private: bool,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5), private: false }
     }
 }
 

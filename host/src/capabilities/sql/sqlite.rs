@@ -12,6 +12,10 @@ use super::{
     ConnectOptions, ConstraintKind, ResultBudget, Rows, SqlError, SqlLimits, Value, constraint, map_common_error,
 };
 
+/// Opens (creating if missing) the database file at `url`. With
+/// `options.private`
+/// the file is readable by its owner only (SQLite gives its `-wal` and
+/// `-shm` files the same mode).
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::SqlitePool, sqlx::Error> {
     let connect = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -19,11 +23,17 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::Sqlite
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(options.acquire_timeout);
-    SqlitePoolOptions::new()
+    let filename = connect.get_filename().to_path_buf();
+    let pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_with(connect)
-        .await
+        .await?;
+    if options.private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&filename, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(pool)
 }
 
 fn arguments(params: &[Value]) -> Result<SqliteArguments, SqlError> {

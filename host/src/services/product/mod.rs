@@ -11,7 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 use wasmtime::component::Linker;
 
-use super::{call_info, respond, status};
+use super::{Authenticator, respond, status};
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
 use crate::bindings::product::{ProductService as Exports, ProductServicePre};
 use crate::bindings::types::DomainError;
@@ -58,11 +58,12 @@ pub type ProductRegistry = ComponentRegistry<ProductWorld>;
 
 pub struct ProductApi {
     registry: Arc<ProductRegistry>,
+    auth: Authenticator,
 }
 
 impl ProductApi {
-    pub fn new(registry: Arc<ProductRegistry>) -> Self {
-        Self { registry }
+    pub fn new(registry: Arc<ProductRegistry>, auth: Authenticator) -> Self {
+        Self { registry, auth }
     }
 
     /// Calls one `products` export and maps both kinds of failure.
@@ -73,7 +74,7 @@ impl ProductApi {
             &'a mut Store<StoreState>,
         ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
     {
-        let (info, timeout) = call_info(request);
+        let (info, timeout) = self.auth.call_info(request).await?;
         let request_id = info.request_id.clone();
         let served = self
             .registry

@@ -1,0 +1,140 @@
+//! The `credentials` capability: passwords, sessions and access tokens,
+//! kept on the host side of the sandbox.
+//!
+//! The account component hands passwords and refresh tokens in; hashes,
+//! token hashes and the signing key never go out. Everything lives in the
+//! *credentials store*, a database of its own (`credentials.db` in
+//! embedded mode) that no component connection ever opens — which is what
+//! keeps it out of reach of component SQL, not a filter on statements.
+
+mod host;
+mod passwords;
+mod sessions;
+mod throttle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use host::{CredentialsCap, CredentialsView};
+pub use passwords::{Argon2Params, PasswordHasher};
+use polyscale_auth::{KeyPair, Signer};
+pub use sessions::NewRefreshToken;
+pub use throttle::{ThrottlePolicy, ThrottleRule};
+
+pub use crate::bindings::credentials::CredentialsError;
+use crate::capabilities::sql::{Database, SqlError, SqlLimits};
+use crate::registry::{Migration, MigrationError, apply_migrations, ensure_migrations_table};
+
+#[derive(Clone)]
+pub struct CredentialsConfig {
+    pub keys: KeyPair,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub argon2: Argon2Params,
+    pub throttle: ThrottlePolicy,
+}
+
+impl CredentialsConfig {
+    pub fn new(keys: KeyPair) -> Self {
+        Self {
+            keys,
+            access_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            argon2: Argon2Params::OWASP,
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CredentialsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsConfig").field("access_ttl", &self.access_ttl).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsSetupError {
+    #[error("credentials store schema: {0}")]
+    Schema(#[from] MigrationError),
+    #[error("credentials store: {0:?}")]
+    Store(SqlError),
+    #[error("signing key: {0}")]
+    Key(#[from] polyscale_auth::KeyError),
+}
+
+/// The shared state of the capability (one per account service host).
+pub struct Credentials {
+    pub(crate) store: Database,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) signer: Signer,
+    pub(crate) config: CredentialsConfig,
+}
+
+fn schema() -> Vec<Migration> {
+    vec![Migration {
+        version: 1,
+        name: "credentials".into(),
+        statements: [
+            "CREATE TABLE passwords (
+                account_id TEXT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                updated_at_ms BIGINT NOT NULL
+            )",
+            "CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT NOT NULL,
+                revoked_at_ms BIGINT,
+                revoked_reason TEXT
+            )",
+            "CREATE INDEX sessions_account_idx ON sessions (account_id)",
+            "CREATE TABLE refresh_tokens (
+                token_hash TEXT PRIMARY KEY,
+                session_id TEXT NOT NULL REFERENCES sessions (id),
+                created_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT NOT NULL,
+                used_at_ms BIGINT
+            )",
+            "CREATE INDEX refresh_tokens_session_idx ON refresh_tokens (session_id)",
+            "CREATE TABLE login_throttle (
+                key TEXT PRIMARY KEY,
+                failures BIGINT NOT NULL,
+                first_failure_at_ms BIGINT NOT NULL,
+                locked_until_ms BIGINT NOT NULL
+            )",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }]
+}
+
+impl Credentials {
+    pub async fn open(store: Database, config: CredentialsConfig) -> Result<Arc<Self>, CredentialsSetupError> {
+        ensure_migrations_table(&store).await.map_err(CredentialsSetupError::Store)?;
+        apply_migrations(&store, "credentials", &schema(), &SqlLimits::default()).await?;
+        let signer = Signer::new(&config.keys, config.access_ttl)?;
+        let hasher = PasswordHasher::new(config.argon2);
+        Ok(Arc::new(Self { store, hasher, signer, config }))
+    }
+
+    /// Whether a session is still live (not revoked, not expired). Services
+    /// that manage accounts check it on every call, so logout and password
+    /// changes take effect there at once, not at token expiry.
+    pub async fn session_live(&self, session_id: &str) -> Result<bool, SqlError> {
+        sessions::live(&self.store, session_id).await
+    }
+
+    pub fn public_key_pem(&self) -> &str {
+        self.config.keys.public_pem()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    crate::runtime::CallInfo::new("", None).now_ms
+}
+
+fn unavailable(e: SqlError) -> CredentialsError {
+    tracing::error!(error = ?e, "credentials store failed");
+    CredentialsError::Unavailable("the credentials store is unavailable".into())
+}

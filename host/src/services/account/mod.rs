@@ -1,0 +1,201 @@
+//! `AccountService` over gRPC, served by the active account component.
+
+mod convert;
+
+use std::sync::Arc;
+
+use pb::account_service_server::AccountService;
+use polyscale_proto::account::v1 as pb;
+use tonic::{Request, Response, Status};
+use wasmtime::Store;
+use wasmtime::component::{InstancePre, Linker};
+
+use super::{Authenticator, respond, status};
+use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
+use crate::bindings::account::{AccountService as Exports, AccountServicePre};
+use crate::bindings::types::DomainError;
+use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Migration, Served};
+use crate::runtime::{CallInfo, StoreState};
+
+/// The `account-service` world.
+pub struct AccountWorld;
+
+impl DomainWorld for AccountWorld {
+    type Pre = AccountServicePre<StoreState>;
+    type Exports = Exports;
+
+    fn link(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+        StoreState::link_domain_imports(linker)?;
+        StoreState::link_credentials(linker)
+    }
+
+    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
+        AccountServicePre::new(instance_pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Exports>> {
+        Box::pin(pre.instantiate_async(store))
+    }
+
+    fn migrations<'a>(
+        exports: &'a Exports,
+        store: &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Vec<Migration>>> {
+        Box::pin(async move {
+            let all = exports.polyscale_commerce_migrations().call_all(store).await?;
+            Ok(all
+                .into_iter()
+                .map(|m| Migration { version: m.version, name: m.name, statements: m.statements })
+                .collect())
+        })
+    }
+}
+
+pub type AccountRegistry = ComponentRegistry<AccountWorld>;
+
+/// Calls one `accounts` export with prepared call facts.
+pub(crate) async fn invoke<T, F>(
+    registry: &AccountRegistry,
+    info: CallInfo,
+    timeout: Option<std::time::Duration>,
+    f: F,
+) -> Result<Served<T>, Status>
+where
+    F: for<'a> FnOnce(
+        &'a wit::Guest,
+        &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+{
+    let request_id = info.request_id.clone();
+    let served = registry
+        .call(info, timeout, |exports, store| f(exports.polyscale_commerce_accounts(), store))
+        .await
+        .map_err(|e| status::call_error(e, &request_id))?;
+    match served.value {
+        Ok(value) => Ok(Served { value, version: served.version }),
+        Err(e) => Err(status::domain_error(e, &request_id)),
+    }
+}
+
+pub struct AccountApi {
+    registry: Arc<AccountRegistry>,
+    auth: Authenticator,
+}
+
+impl AccountApi {
+    pub fn new(registry: Arc<AccountRegistry>, auth: Authenticator) -> Self {
+        Self { registry, auth }
+    }
+
+    async fn call<Req, T, F>(&self, request: &Request<Req>, f: F) -> Result<Served<T>, Status>
+    where
+        F: for<'a> FnOnce(
+            &'a wit::Guest,
+            &'a mut Store<StoreState>,
+        ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+    {
+        let (info, timeout) = self.auth.call_info(request).await?;
+        invoke(&self.registry, info, timeout, f).await
+    }
+}
+
+fn account_response(served: Served<wit::Account>) -> Response<pb::Account> {
+    respond(served.value.into(), &served.version)
+}
+
+fn session_response(served: Served<wit::Session>) -> Response<pb::Session> {
+    respond(served.value.into(), &served.version)
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::Session>, Status> {
+        let r = request.get_ref();
+        let input = wit::Registration {
+            email: r.email.clone(),
+            password: r.password.clone(),
+            display_name: r.display_name.clone(),
+        };
+        Ok(session_response(
+            self.call(&request, |a, s| Box::pin(async move { a.call_register(s, &input).await })).await?,
+        ))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::Session>, Status> {
+        let pb::LoginRequest { email, password } = request.get_ref().clone();
+        Ok(session_response(
+            self.call(&request, |a, s| Box::pin(async move { a.call_login(s, &email, &password).await })).await?,
+        ))
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::Session>, Status> {
+        let token = request.get_ref().refresh_token.clone();
+        Ok(session_response(
+            self.call(&request, |a, s| Box::pin(async move { a.call_refresh(s, &token).await })).await?,
+        ))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let token = request.get_ref().refresh_token.clone();
+        let served = self.call(&request, |a, s| Box::pin(async move { a.call_logout(s, &token).await })).await?;
+        Ok(respond(pb::LogoutResponse {}, &served.version))
+    }
+
+    async fn me(&self, request: Request<pb::MeRequest>) -> Result<Response<pb::Account>, Status> {
+        Ok(account_response(self.call(&request, |a, s| Box::pin(async move { a.call_me(s).await })).await?))
+    }
+
+    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+        let id = request.get_ref().id.clone();
+        Ok(account_response(
+            self.call(&request, |a, s| Box::pin(async move { a.call_get_account(s, &id).await })).await?,
+        ))
+    }
+
+    async fn get_accounts(
+        &self,
+        request: Request<pb::GetAccountsRequest>,
+    ) -> Result<Response<pb::GetAccountsResponse>, Status> {
+        let ids = request.get_ref().ids.clone();
+        let served = self.call(&request, |a, s| Box::pin(async move { a.call_get_accounts(s, &ids).await })).await?;
+        let accounts = served.value.into_iter().map(Into::into).collect();
+        Ok(respond(pb::GetAccountsResponse { accounts }, &served.version))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let patch = convert::profile_patch(request.get_ref().clone());
+        Ok(account_response(
+            self.call(&request, |a, s| Box::pin(async move { a.call_update_profile(s, &patch).await })).await?,
+        ))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let pb::ChangePasswordRequest { current_password, new_password } = request.get_ref().clone();
+        let served = self
+            .call(&request, |a, s| {
+                Box::pin(async move { a.call_change_password(s, &current_password, &new_password).await })
+            })
+            .await?;
+        Ok(session_response(served))
+    }
+
+    async fn grant_merchant(
+        &self,
+        request: Request<pb::GrantMerchantRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let pb::GrantMerchantRequest { account_id, store_name } = request.get_ref().clone();
+        let served = self
+            .call(&request, |a, s| Box::pin(async move { a.call_grant_merchant(s, &account_id, &store_name).await }))
+            .await?;
+        Ok(account_response(served))
+    }
+}

@@ -14,7 +14,9 @@ use polyscale_gateway::{Gateway, GatewayConfig};
 use polyscale_host::capabilities::credentials::CredentialsConfig;
 use polyscale_host::components;
 use polyscale_host::runtime::RuntimeConfig;
-use polyscale_host::server::{AccountServiceConfig, HostConfig, ServiceConfig, ServiceHost, StartError};
+use polyscale_host::server::{
+    AccountServiceConfig, HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost, StartError,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +38,8 @@ pub struct EmbeddedConfig {
     pub credentials: Option<Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>>,
     /// Take client addresses from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// The product search engine; defaults to Tantivy in `DATA_DIR/search`.
+    pub search: Option<SearchEngineConfig>,
     /// Load the sample catalog into an empty system on first start.
     pub sample_data: bool,
     pub runtime: RuntimeConfig,
@@ -56,6 +60,7 @@ impl EmbeddedConfig {
             credentials_database_url: None,
             credentials: None,
             trust_forwarded_for: false,
+            search: None,
             sample_data: true,
             product_component: None,
         }
@@ -116,9 +121,15 @@ impl Embedded {
             tune(&mut credentials);
         }
         let mut host_config = HostConfig::new(config.runtime.clone());
-        host_config.product = Some(ServiceConfig {
-            database_url: config.product_database_url.clone().unwrap_or_else(|| sqlite("product.db")),
-            component: config.product_component.clone().unwrap_or_else(|| components::PRODUCT.into()),
+        host_config.product = Some(ProductServiceConfig {
+            service: ServiceConfig {
+                database_url: config.product_database_url.clone().unwrap_or_else(|| sqlite("product.db")),
+                component: config.product_component.clone().unwrap_or_else(|| components::PRODUCT.into()),
+            },
+            search: config
+                .search
+                .clone()
+                .unwrap_or_else(|| SearchEngineConfig::Tantivy { dir: config.data_dir.join("search") }),
         });
         host_config.account = Some(AccountServiceConfig {
             service: ServiceConfig {

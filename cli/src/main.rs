@@ -37,6 +37,28 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Add a generated, realistic catalog to a running system (fresh
+    /// merchant accounts, the sample categories, N products).
+    Seed {
+        /// gRPC address of the service host.
+        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
+        admin: String,
+        #[arg(long, default_value_t = 10_000)]
+        products: usize,
+        #[arg(long, default_value_t = 10)]
+        merchants: usize,
+        /// Same seed, same catalog.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Rebuild a search index from the database, with progress. The old
+    /// index keeps serving until the new one is complete.
+    Reindex {
+        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
+        admin: String,
+        #[arg(long, default_value = "products")]
+        index: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +103,12 @@ struct ServeArgs {
     /// trust to set it).
     #[arg(long)]
     trust_forwarded_for: bool,
+    /// Search on Elasticsearch at this URL instead of the embedded Tantivy.
+    #[arg(long, env = "POLYSCALE_ELASTICSEARCH_URL")]
+    elasticsearch_url: Option<String>,
+    /// Prefix of the Elasticsearch index (alias) names.
+    #[arg(long, env = "POLYSCALE_ELASTICSEARCH_INDEX_PREFIX", default_value = "polyscale-")]
+    elasticsearch_index_prefix: String,
     /// Do not load the sample catalog on first start.
     #[arg(long)]
     no_sample_data: bool,
@@ -137,6 +165,15 @@ async fn main() -> Result<()> {
             println!("{email} ({}) is now {role}", response.account_id);
             Ok(())
         }
+        Command::Seed { admin, products, merchants, seed } => {
+            let bar = progress_bar(products as u64, "products");
+            let options = polyscale::sample::SampleOptions { products, merchants, seed };
+            let summary = polyscale::sample::seed(&admin, &options, &|done, _| bar.set_position(done)).await?;
+            bar.finish();
+            println!("{summary}; the search index follows within moments");
+            Ok(())
+        }
+        Command::Reindex { admin, index } => reindex(&admin, &index).await,
     }
 }
 
@@ -148,6 +185,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.account_database_url = args.account_database_url;
     config.credentials_database_url = args.credentials_database_url;
     config.trust_forwarded_for = args.trust_forwarded_for;
+    config.search = args.elasticsearch_url.map(|url| polyscale_host::server::SearchEngineConfig::Elasticsearch {
+        url,
+        index_prefix: args.elasticsearch_index_prefix,
+    });
     config.sample_data = !args.no_sample_data;
     let system = Embedded::build(config).await?;
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
@@ -217,6 +258,37 @@ async fn component(command: ComponentCommand) -> Result<()> {
             for v in &versions {
                 print_version(v);
             }
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+async fn reindex(admin: &str, index: &str) -> Result<()> {
+    use polyscale_proto::admin::v1::search_admin_client::SearchAdminClient;
+    let mut client =
+        SearchAdminClient::connect(admin.to_string()).await.with_context(|| format!("connecting to {admin}"))?;
+    let mut stream = client
+        .reindex(admin::ReindexRequest { index: index.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("refused: {}", s.message()))?
+        .into_inner();
+    let bar = progress_bar(0, "documents");
+    while let Some(progress) = stream.message().await.map_err(|s| anyhow::anyhow!("reindex failed: {}", s.message()))? {
+        bar.set_length(progress.total);
+        bar.set_position(progress.indexed);
+        if progress.done {
+            bar.finish();
+            println!("{index}: {} documents indexed", progress.indexed);
         }
     }
     Ok(())

@@ -234,9 +234,7 @@ async fn login(c: &mut Clients, email: &str, password: &str) -> Result<String, S
     Ok(session.access_token)
 }
 
-/// Creates accounts, categories and products through `endpoint`, and writes
-/// the accounts' passwords to `data_dir/sample-accounts.txt`.
-pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> Result<Summary, SampleError> {
+async fn connect(endpoint: &str) -> Result<Clients, SampleError> {
     let channel = Channel::from_shared(endpoint.to_string())
         .map_err(|e| SampleError::Refused {
             what: "the endpoint".into(),
@@ -245,83 +243,154 @@ pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> R
         .connect()
         .await
         .map_err(|source| SampleError::Connect { endpoint: endpoint.to_string(), source })?;
-    let mut c = Clients {
-        products: ProductServiceClient::new(channel.clone()),
+    Ok(Clients {
+        products: ProductServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
         accounts: AccountServiceClient::new(channel.clone()),
         operator: OperatorClient::new(channel),
-    };
-    let mut credentials = Vec::new();
+    })
+}
 
-    // The admin: registered like anyone, promoted by the operator.
+/// Registers an admin (through the operator API) and merchants (granted by
+/// that admin); returns the admin's token and each merchant's token.
+async fn staff(
+    c: &mut Clients,
+    admin_email: &str,
+    merchant_email: &(dyn Fn(usize) -> String + Sync),
+    merchants: usize,
+    credentials: &mut Vec<(String, String, &'static str)>,
+) -> Result<(String, Vec<String>), SampleError> {
     let admin_password = password()?;
-    account(&mut c, "admin@example.com", "Demo Admin", &admin_password).await?;
+    account(c, admin_email, "Demo Admin", &admin_password).await?;
     c.operator
         .grant_role(admin_pb::GrantRoleRequest {
-            email: "admin@example.com".into(),
+            email: admin_email.into(),
             role: "admin".into(),
             store_name: String::new(),
         })
         .await
         .map_err(|status| SampleError::Refused { what: "the admin role".into(), status })?;
-    let admin = login(&mut c, "admin@example.com", &admin_password).await?;
-    credentials.push(("admin@example.com".to_string(), admin_password, "admin"));
+    let admin = login(c, admin_email, &admin_password).await?;
+    credentials.push((admin_email.to_string(), admin_password, "admin"));
 
-    // Merchants, promoted by the admin, each signed in again for a token
-    // that carries the new role.
-    let mut merchants = Vec::new();
-    for i in 0..options.merchants.max(1) {
-        let email = format!("merchant{}@example.com", i + 1);
+    // Merchants sign in again after the grant, for a token with the role.
+    let mut tokens = Vec::new();
+    for i in 0..merchants.max(1) {
+        let email = merchant_email(i);
         let store = STORE_NAMES[i % STORE_NAMES.len()];
         let merchant_password = password()?;
-        let (id, _) = account(&mut c, &email, store, &merchant_password).await?;
+        let (id, _) = account(c, &email, store, &merchant_password).await?;
         c.accounts
             .grant_merchant(with_token(
-                account_pb::GrantMerchantRequest { account_id: id.clone(), store_name: store.into() },
+                account_pb::GrantMerchantRequest { account_id: id, store_name: store.into() },
                 &admin,
             ))
             .await
             .map_err(|status| SampleError::Refused { what: format!("merchant {email}"), status })?;
-        merchants.push((id, login(&mut c, &email, &merchant_password).await?));
+        tokens.push(login(c, &email, &merchant_password).await?);
         credentials.push((email, merchant_password, "merchant"));
     }
+    Ok((admin, tokens))
+}
+
+/// Products per `create-products` call.
+const BATCH: usize = 500;
+
+/// Creates the categories that are missing and `options.products`
+/// products, in batches, each merchant creating its own.
+async fn catalog(
+    c: &mut Clients,
+    admin: &str,
+    merchants: &[String],
+    options: &SampleOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Summary, SampleError> {
+    let existing = c
+        .products
+        .list_categories(pb::ListCategoriesRequest {})
+        .await
+        .map_err(|status| SampleError::Refused { what: "listing categories".into(), status })?
+        .into_inner()
+        .categories;
+    let mut category_ids: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for name in category_names() {
+        let id = match existing.iter().find(|c| c.name == name) {
+            Some(c) => c.id.clone(),
+            None => {
+                c.products
+                    .create_category(with_token(
+                        pb::CreateCategoryRequest { name: name.to_string(), parent_id: None },
+                        admin,
+                    ))
+                    .await
+                    .map_err(|status| SampleError::Refused { what: format!("category {name}"), status })?
+                    .into_inner()
+                    .id
+            }
+        };
+        category_ids.insert(name, id);
+    }
+    // Each merchant creates its own products, in batches.
+    let mut by_merchant: Vec<Vec<pb::CreateProductRequest>> = vec![Vec::new(); merchants.len()];
+    for i in 0..options.products {
+        let p = product(options, i);
+        by_merchant[p.merchant % merchants.len()].push(pb::CreateProductRequest {
+            merchant_id: None,
+            name: p.name,
+            description: p.description,
+            price: Some(Money { amount: p.price_cents, currency: "USD".into() }),
+            category_id: category_ids.get(p.category).cloned(),
+            stock: p.stock,
+        });
+    }
+    let (mut done, total) = (0u64, options.products as u64);
+    for (token, items) in merchants.iter().zip(by_merchant) {
+        for chunk in items.chunks(BATCH) {
+            c.products
+                .create_products(with_token(pb::CreateProductsRequest { items: chunk.to_vec() }, token))
+                .await
+                .map_err(|status| SampleError::Refused { what: "a batch of products".into(), status })?;
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+    }
+    Ok(Summary { categories: category_ids.len(), products: options.products })
+}
+
+/// The first-start sample: accounts with well-known emails (passwords
+/// written to `data_dir/sample-accounts.txt`) and the catalog.
+pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> Result<Summary, SampleError> {
+    let mut c = connect(endpoint).await?;
+    let mut credentials = Vec::new();
+    let merchant_email = |i: usize| format!("merchant{}@example.com", i + 1);
+    let (admin, merchants) =
+        staff(&mut c, "admin@example.com", &merchant_email, options.merchants, &mut credentials).await?;
     let customer_password = password()?;
     account(&mut c, "customer@example.com", "Casey Customer", &customer_password).await?;
     credentials.push(("customer@example.com".to_string(), customer_password, "customer"));
-
-    let mut category_ids = std::collections::HashMap::new();
-    for name in category_names() {
-        let category = c
-            .products
-            .create_category(with_token(pb::CreateCategoryRequest { name: name.to_string(), parent_id: None }, &admin))
-            .await
-            .map_err(|status| SampleError::Refused { what: format!("category {name}"), status })?
-            .into_inner();
-        category_ids.insert(name, category.id);
-    }
-    for i in 0..options.products {
-        let p = product(options, i);
-        let (_, token) = &merchants[p.merchant % merchants.len()];
-        c.products
-            .create_product(with_token(
-                pb::CreateProductRequest {
-                    merchant_id: None,
-                    name: p.name.clone(),
-                    description: p.description,
-                    price: Some(Money { amount: p.price_cents, currency: "USD".into() }),
-                    category_id: category_ids.get(p.category).cloned(),
-                    stock: p.stock,
-                },
-                token,
-            ))
-            .await
-            .map_err(|status| SampleError::Refused { what: format!("product {}", p.name), status })?;
-    }
+    let summary = catalog(&mut c, &admin, &merchants, options, &|_, _| {}).await?;
 
     let path = data_dir.join(ACCOUNTS_FILE);
     let text: String =
         credentials.iter().map(|(email, password, role)| format!("{email}  {password}  ({role})\n")).collect();
     write_private(&path, &text).map_err(|source| SampleError::Write { path: path.display().to_string(), source })?;
-    Ok(Summary { categories: category_ids.len(), products: options.products })
+    Ok(summary)
+}
+
+/// More catalog for demos and benchmarks, into a running system: fresh
+/// merchant accounts (random emails), the sample categories, and
+/// `options.products` products. Reports `(done, total)` as it goes.
+pub async fn seed(
+    endpoint: &str,
+    options: &SampleOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Summary, SampleError> {
+    let mut c = connect(endpoint).await?;
+    let run = password()?.to_lowercase();
+    let merchant_email = |i: usize| format!("seed-{run}-merchant{}@example.com", i + 1);
+    let (admin, merchants) =
+        staff(&mut c, &format!("seed-{run}-admin@example.com"), &merchant_email, options.merchants, &mut Vec::new())
+            .await?;
+    catalog(&mut c, &admin, &merchants, options, progress).await
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -15,36 +15,38 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use polyscale_host::capabilities::sql::{ConnectOptions, Database, SqlLimits, SqlState, Value};
+use std::sync::Arc;
+
+use polyscale_host::capabilities::sql::{Database, SqlLimits, SqlState, Value};
 use polyscale_host::components;
-use polyscale_host::runtime::{CallInfo, CallLimits, Runtime, RuntimeConfig, StoreState};
+use polyscale_host::runtime::{CallInfo, CallLimits, Caller, Runtime, RuntimeConfig, StoreState};
+use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
 use polyscale_host::services::product::ProductRegistry;
 use tokio::runtime::Runtime as Tokio;
 
 struct Fixture {
-    registry: ProductRegistry,
+    registry: Arc<ProductRegistry>,
     db: Database,
     runtime: Runtime,
     product_id: String,
+    _host: ServiceHost,
     _dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(RuntimeConfig::default());
+    config.product = Some(ProductServiceConfig {
+        service: ServiceConfig {
+            database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+            component: components::PRODUCT.into(),
+        },
+        search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
+    });
+    let host = ServiceHost::build(config).await.unwrap();
+    let registry = host.product_registry().unwrap().clone();
+    let db = registry.database().clone();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let db = Database::connect(&url, &ConnectOptions::default()).await.unwrap();
-    let registry = ProductRegistry::new(
-        "product",
-        runtime.clone(),
-        db.clone(),
-        SqlLimits::default(),
-        Default::default(),
-        64 << 20,
-    )
-    .await
-    .unwrap();
-    registry.bootstrap(components::PRODUCT).await.unwrap();
     let input = polyscale_host::bindings::product::exports::polyscale::commerce::products::NewProduct {
         merchant_id: Some("bench-merchant".into()),
         name: "Bench Laptop".into(),
@@ -54,14 +56,14 @@ async fn fixture() -> Fixture {
         stock: 10,
     };
     let product = registry
-        .call(CallInfo::new("bench", None), None, move |e, s| {
+        .call(CallInfo::new("bench", Some(Caller::operator())), None, move |e, s| {
             Box::pin(async move { e.polyscale_commerce_products().call_create_product(s, &input).await })
         })
         .await
         .unwrap()
         .value
         .unwrap();
-    Fixture { registry, db, runtime, product_id: product.id, _dir: dir }
+    Fixture { registry, db, runtime, product_id: product.id, _host: host, _dir: dir }
 }
 
 async fn store_only(f: &Fixture) {

@@ -41,7 +41,7 @@ async fn fixture() -> Fixture {
     // Nobody is throttled in a benchmark that logs in thousands of times.
     config.throttle.pair.free_failures = u32::MAX;
     let credentials = Credentials::open(store, config).await.unwrap();
-    let capabilities = Capabilities { credentials: Some(credentials) };
+    let capabilities = Capabilities { credentials: Some(credentials), search: None };
     let registry =
         AccountRegistry::new("account", runtime, db, SqlLimits::default(), capabilities, 64 << 20).await.unwrap();
     registry.bootstrap(components::ACCOUNT).await.unwrap();

@@ -1,18 +1,21 @@
 //! Repeats one component call for a profiler: `perf record` this binary.
-use polyscale_host::capabilities::sql::{ConnectOptions, Database, SqlLimits};
 use polyscale_host::components;
-use polyscale_host::runtime::{CallInfo, Runtime, RuntimeConfig};
-use polyscale_host::services::product::ProductRegistry;
+use polyscale_host::runtime::{CallInfo, RuntimeConfig};
+use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let db = Database::connect(&url, &ConnectOptions::default()).await.unwrap();
-    let registry =
-        ProductRegistry::new("product", runtime, db, SqlLimits::default(), Default::default(), 64 << 20).await.unwrap();
-    registry.bootstrap(components::PRODUCT).await.unwrap();
+    let mut config = HostConfig::new(RuntimeConfig::default());
+    config.product = Some(ProductServiceConfig {
+        service: ServiceConfig {
+            database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
+            component: components::PRODUCT.into(),
+        },
+        search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
+    });
+    let host = ServiceHost::build(config).await.unwrap();
+    let registry = host.product_registry().unwrap();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let start = std::time::Instant::now();
     for _ in 0..n {

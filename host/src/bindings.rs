@@ -16,12 +16,13 @@ mod imports {
         with: {
             "polyscale:commerce/sql.transaction": crate::capabilities::sql::Transaction,
         },
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
 
 pub use account::polyscale::commerce::credentials;
 pub use imports::polyscale::commerce::{context, logging, sql, types};
+pub use product::polyscale::commerce::search;
 
 /// The product service world.
 pub mod product {
@@ -30,6 +31,7 @@ pub mod product {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         with: {
             "polyscale:commerce/types": super::types,
             "polyscale:commerce/context": super::context,

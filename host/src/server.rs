@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::capabilities::credentials::{Credentials, CredentialsConfig, CredentialsSetupError};
+use crate::capabilities::search::elasticsearch::ElasticsearchBackend;
+use crate::capabilities::search::tantivy::TantivyBackend;
+use crate::capabilities::search::{SearchBackend, SearchService, outbox, rebuild};
 use crate::capabilities::sql::{ConnectError, ConnectOptions, Database, SqlLimits, redact_url};
 use crate::registry::{ComponentRegistry, DeployError, DomainWorld};
 use crate::runtime::{Capabilities, Runtime, RuntimeConfig};
@@ -21,7 +24,10 @@ use crate::services::Authenticator;
 use crate::services::account::{AccountApi, AccountRegistry};
 use crate::services::admin::AdminApi;
 use crate::services::operator::OperatorApi;
-use crate::services::product::{ProductApi, ProductRegistry};
+use crate::services::product::{ProductApi, ProductDocuments, ProductRegistry, ProductWorld};
+use crate::services::search_admin::SearchAdminApi;
+use polyscale_proto::admin::v1::search_admin_server::SearchAdminServer;
+use tokio_util::sync::CancellationToken;
 
 /// Default upload cap for a component binary. Interpreted languages ship
 /// their interpreter inside (Python ~18 MB, JavaScript ~12 MB).
@@ -33,8 +39,8 @@ pub struct HostConfig {
     pub connect: ConnectOptions,
     pub sql_limits: SqlLimits,
     pub max_component_bytes: usize,
-    /// Run the product service here, on this database.
-    pub product: Option<ServiceConfig>,
+    /// Run the product service here.
+    pub product: Option<ProductServiceConfig>,
     /// Run the account service here.
     pub account: Option<AccountServiceConfig>,
     /// The public key (PEM) access tokens are verified with. Defaults to
@@ -67,6 +73,47 @@ pub struct ServiceConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct ProductServiceConfig {
+    pub service: ServiceConfig,
+    pub search: SearchEngineConfig,
+}
+
+/// Where the product service keeps its search index.
+#[derive(Clone)]
+pub enum SearchEngineConfig {
+    /// Embedded: Tantivy indexes under this directory.
+    Tantivy { dir: std::path::PathBuf },
+    /// Elasticsearch at `url`; indexes are named `index_prefix + name`.
+    Elasticsearch { url: String, index_prefix: String },
+    /// A backend built by the caller (tests wrap a real one this way).
+    Backend(Arc<dyn SearchBackend>),
+}
+
+impl std::fmt::Debug for SearchEngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tantivy { dir } => write!(f, "Tantivy({})", dir.display()),
+            Self::Elasticsearch { url, index_prefix } => {
+                write!(f, "Elasticsearch({}, {index_prefix})", redact_url(url))
+            }
+            Self::Backend(b) => write!(f, "Backend({})", b.engine()),
+        }
+    }
+}
+
+impl SearchEngineConfig {
+    fn backend(&self) -> Result<Arc<dyn SearchBackend>, StartError> {
+        Ok(match self {
+            Self::Tantivy { dir } => Arc::new(TantivyBackend::new(dir)),
+            Self::Elasticsearch { url, index_prefix } => Arc::new(
+                ElasticsearchBackend::new(url, index_prefix).map_err(|e| StartError::Search(format!("{e:?}")))?,
+            ),
+            Self::Backend(b) => b.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct AccountServiceConfig {
     pub service: ServiceConfig,
     /// The credentials store: a database of its own, never opened by a
@@ -89,10 +136,15 @@ pub enum StartError {
     Credentials(#[from] CredentialsSetupError),
     #[error("token public key: {0}")]
     PublicKey(String),
+    #[error("search engine: {0}")]
+    Search(String),
 }
 
 pub struct ServiceHost {
     product: Option<Arc<ProductRegistry>>,
+    search: Option<(Arc<SearchService>, Arc<ProductDocuments>)>,
+    /// Stops background work (the search drainer) when the host goes.
+    background: CancellationToken,
     account: Option<Arc<AccountRegistry>>,
     credentials: Option<Arc<Credentials>>,
     verifier: Option<Verifier>,
@@ -146,23 +198,50 @@ impl ServiceHost {
             let store = connect("credentials", &accounts.credentials_database_url, &private).await?;
             databases.push(store.clone());
             let creds = Credentials::open(store, accounts.credentials.clone()).await?;
-            let capabilities = Capabilities { credentials: Some(creds.clone()) };
+            let capabilities = Capabilities { credentials: Some(creds.clone()), search: None };
             account =
                 Some(open_slot("account", &runtime, &config, &accounts.service, capabilities, &mut databases).await?);
             credentials = Some(creds);
         }
-        let product = match &config.product {
-            Some(service) => {
-                Some(open_slot("product", &runtime, &config, service, Capabilities::default(), &mut databases).await?)
+        let background = CancellationToken::new();
+        let mut product = None;
+        let mut search = None;
+        if let Some(products) = &config.product {
+            let service = SearchService::new(products.search.backend()?);
+            let capabilities = Capabilities { credentials: None, search: Some(service.clone()) };
+            let registry = open_slot::<ProductWorld>(
+                "product",
+                &runtime,
+                &config,
+                &products.service,
+                capabilities,
+                &mut databases,
+            )
+            .await?;
+            let db = registry.database().clone();
+            outbox::ensure_table(&db).await.map_err(|e| StartError::Search(format!("outbox: {e:?}")))?;
+            let documents = Arc::new(ProductDocuments(registry.clone()));
+            // An unreachable engine must not keep the service from taking
+            // writes: they wait in the outbox. Index setup retries until it
+            // succeeds.
+            if let Err(e) = rebuild::ensure_indexes(service.clone(), documents.clone()).await {
+                tracing::warn!(error = %e, "search engine not ready; product writes are kept in the outbox until it is");
+                tokio::spawn(rebuild::ensure_indexes_until_ready(
+                    service.clone(),
+                    documents.clone(),
+                    background.clone(),
+                ));
             }
-            None => None,
-        };
+            outbox::spawn_drainer(db, service.clone(), background.clone());
+            search = Some((service, documents));
+            product = Some(registry);
+        }
 
         let public_key =
             config.token_public_key.clone().or_else(|| credentials.as_ref().map(|c| c.public_key_pem().to_string()));
         let verifier =
             public_key.map(|pem| Verifier::new(&pem)).transpose().map_err(|e| StartError::PublicKey(e.to_string()))?;
-        Ok(Self { product, account, credentials, verifier, databases })
+        Ok(Self { product, search, background, account, credentials, verifier, databases })
     }
 
     pub fn product_registry(&self) -> Option<&Arc<ProductRegistry>> {
@@ -171,6 +250,11 @@ impl ServiceHost {
 
     pub fn account_registry(&self) -> Option<&Arc<AccountRegistry>> {
         self.account.as_ref()
+    }
+
+    /// The product service's search engine.
+    pub fn product_search(&self) -> Option<&Arc<SearchService>> {
+        self.search.as_ref().map(|(s, _)| s)
     }
 
     /// Serves until `shutdown` resolves, then closes the databases.
@@ -207,6 +291,9 @@ impl ServiceHost {
         }
         let admin_service =
             ComponentAdminServer::new(admin).max_decoding_message_size(DEFAULT_MAX_COMPONENT_BYTES + (1 << 20));
+        let search_admin = self.search.clone().map(|(service, documents)| {
+            SearchAdminServer::new(SearchAdminApi::default().with_index("products", service, documents))
+        });
 
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
@@ -215,11 +302,19 @@ impl ServiceHost {
             .add_optional_service(product_service)
             .add_optional_service(account_service)
             .add_optional_service(operator_service)
+            .add_optional_service(search_admin)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
+        self.background.cancel();
         for db in &self.databases {
             db.close().await;
         }
         result.map_err(|e| StartError::Engine(format!("gRPC server: {e}")))
+    }
+}
+
+impl Drop for ServiceHost {
+    fn drop(&mut self) {
+        self.background.cancel();
     }
 }

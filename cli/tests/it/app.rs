@@ -49,11 +49,18 @@ pub struct Options {
     pub backend: Backend,
     pub data_dir: Option<TempDir>,
     pub product_component: Option<Arc<[u8]>>,
+    pub search: Option<polyscale_host::server::SearchEngineConfig>,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, data_dir: None, product_component: None, search: None }
+    }
 }
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(Options { backend, data_dir: None, product_component: None }).await
+        Self::spawn_with(Options::new(backend)).await
     }
 
     pub async fn spawn_with(options: Options) -> Self {
@@ -71,6 +78,7 @@ impl TestApp {
         config.account_database_url = dbs.get(1).map(|d| d.url.clone());
         config.credentials_database_url = dbs.get(2).map(|d| d.url.clone());
         config.product_component = options.product_component;
+        config.search = options.search;
         config.runtime =
             RuntimeConfig { cache_dir: Some(shared_cache()), call_limits: test_limits(), ..RuntimeConfig::default() };
         let system = Embedded::build(config).await.expect("system starts");

@@ -104,16 +104,14 @@ async fn calls_in_flight_finish_on_their_version() {
 #[tokio::test]
 async fn the_active_version_survives_a_restart() {
     let dir = TempDir::new().unwrap();
-    let app =
-        TestApp::spawn_with(Options { backend: Backend::Sqlite, data_dir: Some(dir), product_component: None }).await;
+    let app = TestApp::spawn_with(Options { data_dir: Some(dir), ..Options::new(Backend::Sqlite) }).await;
     let embedded = app.active_version().await;
     create_product(&app, product_input("Persisted", 100, 1)).await;
     let v2 = app.deploy(variant(components::PRODUCT, "persisted")).await;
     let dir = app.stop().await;
 
     // Same binary, same data: the hot-swapped version comes back.
-    let app =
-        TestApp::spawn_with(Options { backend: Backend::Sqlite, data_dir: Some(dir), product_component: None }).await;
+    let app = TestApp::spawn_with(Options { data_dir: Some(dir), ..Options::new(Backend::Sqlite) }).await;
     assert_eq!(app.active_version().await, v2.version);
     let data = app.graphql("{ products { totalCount } }", json!({})).await;
     assert_eq!(data["products"]["totalCount"], 1);
@@ -121,9 +119,12 @@ async fn the_active_version_survives_a_restart() {
     // A new built-in version (a new binary) takes over on start.
     let dir = app.stop().await;
     let v3: Arc<[u8]> = variant(components::PRODUCT, "new-binary").into();
-    let app =
-        TestApp::spawn_with(Options { backend: Backend::Sqlite, data_dir: Some(dir), product_component: Some(v3) })
-            .await;
+    let app = TestApp::spawn_with(Options {
+        data_dir: Some(dir),
+        product_component: Some(v3),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
     let active = app.active_version().await;
     assert_ne!(active, v2.version);
     assert_ne!(active, embedded);

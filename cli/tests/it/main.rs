@@ -7,3 +7,4 @@ mod bad_input;
 mod catalog;
 mod faults;
 mod hot_swap;
+mod search;

@@ -1,12 +1,12 @@
 //! Products and categories.
 
 use async_graphql::{
-    ComplexObject, Context, ErrorExtensions, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject,
+    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use polyscale_proto::product::v1 as pb;
 
-use super::money::{Money, MoneyInput};
+use super::money::{MinorUnits, Money, MoneyInput};
 use super::{categories, clients, request_context};
 use crate::errors::{self, Code, Failure, UserError, api_error};
 use crate::limits::{GraphqlLimits, MAX_PAGE_SIZE};
@@ -60,6 +60,7 @@ impl Product {
 }
 
 /// A node of the category tree.
+#[derive(Clone)]
 pub struct Category(pb::Category);
 
 #[Object]
@@ -100,8 +101,92 @@ pub struct ProductEdge {
 pub struct ProductConnection {
     edges: Vec<ProductEdge>,
     page_info: PageInfo,
-    /// Products in the whole list, not just this page.
+    /// Products in the whole list (or matching the search), not just this page.
     total_count: u64,
+    /// Counts by category and price range over everything the search
+    /// matched. Asking for them makes the request a search.
+    facets: Option<ProductFacets>,
+}
+
+impl ProductConnection {
+    fn new(
+        edges: Vec<pb::ProductEdge>,
+        has_next_page: bool,
+        has_previous_page: bool,
+        total_count: u64,
+        facets: Option<ProductFacets>,
+    ) -> Self {
+        let edges: Vec<ProductEdge> = edges
+            .into_iter()
+            .map(|e| ProductEdge { cursor: e.cursor, node: Product(e.node.unwrap_or_default()) })
+            .collect();
+        ProductConnection {
+            page_info: PageInfo {
+                has_next_page,
+                has_previous_page,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count,
+            facets,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ProductFacets {
+    /// Categories of the matching products, most products first.
+    categories: Vec<CategoryFacet>,
+    /// Matching products by price range (minor units, `min <= price < max`).
+    prices: Vec<PriceFacet>,
+}
+
+#[derive(SimpleObject)]
+pub struct CategoryFacet {
+    category: Category,
+    count: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct PriceFacet {
+    min: Option<MinorUnits>,
+    max: Option<MinorUnits>,
+    count: u64,
+}
+
+/// Products matching every condition given.
+#[derive(InputObject, Default)]
+pub struct ProductFilter {
+    /// In any of these categories.
+    category_ids: Option<Vec<ID>>,
+    merchant_id: Option<ID>,
+    /// Minor units, inclusive.
+    price_min: Option<MinorUnits>,
+    price_max: Option<MinorUnits>,
+    currency: Option<String>,
+    in_stock: Option<bool>,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum ProductSort {
+    /// Best match first (the default with a query).
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    /// Newest first (the default without a query).
+    Newest,
+}
+
+impl ProductSort {
+    fn to_pb(self) -> pb::ProductSort {
+        match self {
+            ProductSort::Relevance => pb::ProductSort::Relevance,
+            ProductSort::PriceAsc => pb::ProductSort::PriceAscending,
+            ProductSort::PriceDesc => pb::ProductSort::PriceDescending,
+            ProductSort::Newest => pb::ProductSort::Newest,
+        }
+    }
 }
 
 #[ComplexObject]
@@ -127,13 +212,21 @@ impl ProductQuery {
         }
     }
 
-    /// Products in creation order, a page at a time (`first` at most 100).
+    /// The catalog, a page at a time (`first` at most 100).
+    ///
+    /// Without `query`, `filter`, `sort` or `facets` this lists products in
+    /// creation order straight from the database. With any of them it is
+    /// a search: typo-tolerant free text, filters, sorting and facets over
+    /// the search index, which follows writes within moments.
     // An out-of-range `first` is refused by the resolver with a precise
     // error, so the estimate clamps it rather than failing as "too complex".
     #[graphql(complexity = "first.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize * child_complexity")]
     async fn products(
         &self,
         ctx: &Context<'_>,
+        query: Option<String>,
+        filter: Option<ProductFilter>,
+        sort: Option<ProductSort>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ProductConnection> {
@@ -149,28 +242,86 @@ impl ProductQuery {
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let has_previous_page = after.is_some();
+        let wants_facets = ctx.look_ahead().field("facets").exists();
+        if query.is_none() && filter.is_none() && sort.is_none() && !wants_facets {
+            let response = clients
+                .product
+                .clone()
+                .list_products(clients.request(pb::ListProductsRequest { first: first as u32, after }, request))
+                .await
+                .map_err(|s| errors::top_level(&s))?
+                .into_inner();
+            return Ok(ProductConnection::new(
+                response.edges,
+                response.has_next_page,
+                has_previous_page,
+                response.total_count,
+                None,
+            ));
+        }
+        let filter = filter.unwrap_or_default();
+        let message = pb::SearchProductsRequest {
+            query,
+            filter: Some(pb::ProductFilter {
+                category_ids: filter.category_ids.unwrap_or_default().into_iter().map(|id| id.0).collect(),
+                merchant_id: filter.merchant_id.map(|id| id.0),
+                price_min: filter.price_min.map(|m| m.0),
+                price_max: filter.price_max.map(|m| m.0),
+                currency: filter.currency,
+                in_stock: filter.in_stock,
+            }),
+            sort: sort.map_or(pb::ProductSort::Unspecified, ProductSort::to_pb) as i32,
+            first: first as u32,
+            after,
+        };
         let response = clients
             .product
             .clone()
-            .list_products(clients.request(pb::ListProductsRequest { first: first as u32, after }, request))
+            .search_products(clients.request(message, request))
             .await
             .map_err(|s| errors::top_level(&s))?
             .into_inner();
-        let edges: Vec<ProductEdge> = response
-            .edges
-            .into_iter()
-            .map(|e| ProductEdge { cursor: e.cursor, node: Product(e.node.unwrap_or_default()) })
-            .collect();
-        Ok(ProductConnection {
-            page_info: PageInfo {
-                has_next_page: response.has_next_page,
-                has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
-            edges,
-            total_count: response.total_count,
-        })
+        let facets = ProductFacets {
+            categories: response
+                .categories
+                .into_iter()
+                .map(|c| CategoryFacet { category: Category(c.category.unwrap_or_default()), count: c.count })
+                .collect(),
+            prices: response
+                .prices
+                .into_iter()
+                .map(|b| PriceFacet { min: b.min.map(MinorUnits), max: b.max.map(MinorUnits), count: b.count })
+                .collect(),
+        };
+        Ok(ProductConnection::new(
+            response.edges,
+            response.has_next_page,
+            has_previous_page,
+            response.total_count,
+            Some(facets),
+        ))
+    }
+
+    /// Product names starting with what the user typed, for autocomplete.
+    async fn search_suggestions(
+        &self,
+        ctx: &Context<'_>,
+        prefix: String,
+        #[graphql(default = 10)] first: i32,
+    ) -> Result<Vec<String>> {
+        if !(1..=20).contains(&first) {
+            return Err(api_error(Code::BadUserInput, "`first` must be between 1 and 20")
+                .extend_with(|_, e| e.set("field", "first")));
+        }
+        let request = request_context(ctx)?;
+        let clients = clients(ctx)?;
+        let response = clients
+            .product
+            .clone()
+            .suggest_products(clients.request(pb::SuggestProductsRequest { prefix, limit: first as u32 }, request))
+            .await
+            .map_err(|s| errors::top_level(&s))?;
+        Ok(response.into_inner().suggestions)
     }
 
     /// Every category, by name.

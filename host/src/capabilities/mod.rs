@@ -6,4 +6,5 @@
 pub mod context;
 pub mod credentials;
 pub mod logging;
+pub mod search;
 pub mod sql;

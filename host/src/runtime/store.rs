@@ -7,8 +7,9 @@ use super::guest_output::GuestOutput;
 use super::{CallInfo, CallLimits, MemoryLimiter};
 use std::sync::Arc;
 
-use crate::bindings::{context, credentials, logging, sql, types};
+use crate::bindings::{context, credentials, logging, search, sql, types};
 use crate::capabilities::credentials::{Credentials, CredentialsCap, CredentialsView};
+use crate::capabilities::search::{SearchCap, SearchService, SearchView};
 use crate::capabilities::sql::{Sql, SqlState, SqlView};
 
 /// Capabilities beyond SQL that some worlds import, shared by every call of
@@ -16,6 +17,7 @@ use crate::capabilities::sql::{Sql, SqlState, SqlView};
 #[derive(Clone, Default)]
 pub struct Capabilities {
     pub credentials: Option<Arc<Credentials>>,
+    pub search: Option<Arc<SearchService>>,
 }
 
 /// The data of one call's store. Each capability sees only its own slice
@@ -27,6 +29,7 @@ pub struct StoreState {
     pub(crate) call: CallInfo,
     pub(crate) sql: Option<SqlState>,
     pub(crate) credentials: Option<Arc<Credentials>>,
+    pub(crate) search: Option<Arc<SearchService>>,
 }
 
 impl StoreState {
@@ -48,6 +51,7 @@ impl StoreState {
             call,
             sql: Some(sql),
             credentials: capabilities.credentials.clone(),
+            search: capabilities.search.clone(),
         }
     }
 
@@ -66,6 +70,14 @@ impl StoreState {
         credentials::add_to_linker::<_, CredentialsCap>(linker, |s| CredentialsView {
             shared: s.credentials.as_ref(),
             client: &s.call.client_address,
+        })
+    }
+
+    /// Links the product world's extra import, `search`.
+    pub fn link_search(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+        search::add_to_linker::<_, SearchCap>(linker, |s| SearchView {
+            service: s.search.as_ref(),
+            table: &mut s.table,
         })
     }
 

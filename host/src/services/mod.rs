@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod operator;
 pub mod product;
+pub mod search_admin;
 pub mod status;
 
 use std::sync::Arc;

@@ -1,7 +1,9 @@
 //! Host tests without Wasm: capabilities and migrations against real
 //! databases (SQLite files and PostgreSQL).
 
+mod elasticsearch_requests;
 mod migrations;
+mod search;
 mod sql;
 
 use polyscale_host::capabilities::sql::{ConnectOptions, Database};

@@ -41,6 +41,7 @@ pub fn manage_scope(ctx: &CallContext) -> Result<Scope, DomainError> {
 pub fn owner_for_new(
     ctx: &CallContext,
     requested: Option<&str>,
+    field: &str,
     errors: &mut FieldErrors,
 ) -> Result<Option<String>, DomainError> {
     match (manage_scope(ctx)?, requested) {
@@ -49,9 +50,9 @@ pub fn owner_for_new(
         (Scope::Merchant(_), Some(_)) => {
             Err(DomainError::Forbidden("merchants may only create their own products".into()))
         }
-        (Scope::All, Some(id)) => Ok(errors.take(ids::parse_id("merchantId", id))),
+        (Scope::All, Some(id)) => Ok(errors.take(ids::parse_id(field, id))),
         (Scope::All, None) => {
-            errors.add("merchantId", "REQUIRED", "name the merchant that sells this product");
+            errors.add(field, "REQUIRED", "name the merchant that sells this product");
             Ok(None)
         }
     }

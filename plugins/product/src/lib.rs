@@ -7,7 +7,9 @@
 
 mod access;
 mod catalog;
+mod indexing;
 mod migrations;
+mod search;
 mod validate;
 
 mod bindings {
@@ -19,6 +21,7 @@ mod bindings {
             "polyscale:commerce/context@0.1.0": polyscale_guest::bindings::context,
             "polyscale:commerce/logging@0.1.0": polyscale_guest::bindings::logging,
             "polyscale:commerce/sql@0.1.0": polyscale_guest::bindings::sql,
+            "polyscale:commerce/search@0.1.0": generate,
         },
     });
 }

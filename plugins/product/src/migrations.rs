@@ -5,19 +5,20 @@ use crate::bindings::exports::polyscale::commerce::migrations::{Guest, Migration
 
 impl Guest for crate::Component {
     fn all() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "catalog".into(),
-            statements: vec![
-                "CREATE TABLE categories (
+        vec![
+            Migration {
+                version: 1,
+                name: "catalog".into(),
+                statements: vec![
+                    "CREATE TABLE categories (
                     id TEXT PRIMARY KEY,
                     name TEXT NOT NULL,
                     slug TEXT NOT NULL UNIQUE,
                     parent_id TEXT REFERENCES categories (id),
                     created_at_ms BIGINT NOT NULL
                 )"
-                .into(),
-                "CREATE TABLE products (
+                    .into(),
+                    "CREATE TABLE products (
                     id TEXT PRIMARY KEY,
                     merchant_id TEXT NOT NULL,
                     name TEXT NOT NULL,
@@ -29,10 +30,16 @@ impl Guest for crate::Component {
                     created_at_ms BIGINT NOT NULL,
                     updated_at_ms BIGINT NOT NULL
                 )"
-                .into(),
-                "CREATE INDEX products_merchant_idx ON products (merchant_id, id)".into(),
-                "CREATE INDEX products_category_idx ON products (category_id, id)".into(),
-            ],
-        }]
+                    .into(),
+                    "CREATE INDEX products_merchant_idx ON products (merchant_id, id)".into(),
+                    "CREATE INDEX products_category_idx ON products (category_id, id)".into(),
+                ],
+            },
+            Migration {
+                version: 2,
+                name: "product versions for search indexing".into(),
+                statements: vec!["ALTER TABLE products ADD COLUMN version BIGINT NOT NULL DEFAULT 1".into()],
+            },
+        ]
     }
 }

@@ -78,3 +78,53 @@ impl From<wit::ProductPage> for pb::ListProductsResponse {
         }
     }
 }
+
+pub fn product_search(r: pb::SearchProductsRequest) -> wit::ProductSearch {
+    let f = r.filter.unwrap_or_default();
+    let sort = match pb::ProductSort::try_from(r.sort).unwrap_or(pb::ProductSort::Unspecified) {
+        pb::ProductSort::Unspecified => None,
+        pb::ProductSort::Relevance => Some(wit::ProductSort::Relevance),
+        pb::ProductSort::PriceAscending => Some(wit::ProductSort::PriceAscending),
+        pb::ProductSort::PriceDescending => Some(wit::ProductSort::PriceDescending),
+        pb::ProductSort::Newest => Some(wit::ProductSort::Newest),
+    };
+    wit::ProductSearch {
+        query: r.query,
+        filter: wit::ProductFilter {
+            category_ids: f.category_ids,
+            merchant_id: f.merchant_id,
+            price_min: f.price_min,
+            price_max: f.price_max,
+            currency: f.currency,
+            in_stock: f.in_stock,
+        },
+        sort,
+        page: PageRequest { first: r.first, after: r.after },
+    }
+}
+
+impl From<wit::ProductSearchPage> for pb::SearchProductsResponse {
+    fn from(page: wit::ProductSearchPage) -> Self {
+        pb::SearchProductsResponse {
+            edges: page
+                .edges
+                .into_iter()
+                .map(|e| pb::ProductEdge { cursor: e.cursor, node: Some(e.node.into()) })
+                .collect(),
+            has_next_page: page.has_next_page,
+            total_count: page.total_count,
+            categories: page
+                .facets
+                .categories
+                .into_iter()
+                .map(|c| pb::CategoryCount { category: Some(c.category.into()), count: c.count })
+                .collect(),
+            prices: page
+                .facets
+                .prices
+                .into_iter()
+                .map(|b| pb::PriceBucket { min: b.min, max: b.max, count: b.count })
+                .collect(),
+        }
+    }
+}

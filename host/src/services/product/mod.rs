@@ -1,6 +1,9 @@
 //! `ProductService` over gRPC, served by the active product component.
 
 mod convert;
+mod documents;
+
+pub use documents::ProductDocuments;
 
 use std::sync::Arc;
 
@@ -26,7 +29,8 @@ impl DomainWorld for ProductWorld {
     type Exports = Exports;
 
     fn link(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-        StoreState::link_domain_imports(linker)
+        StoreState::link_domain_imports(linker)?;
+        StoreState::link_search(linker)
     }
 
     fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
@@ -154,6 +158,37 @@ impl ProductService for ProductApi {
         let served =
             self.invoke(&request, |p, s| Box::pin(async move { p.call_adjust_stock(s, &id, delta).await })).await?;
         Ok(product_response(served))
+    }
+
+    async fn create_products(
+        &self,
+        request: Request<pb::CreateProductsRequest>,
+    ) -> Result<Response<pb::CreateProductsResponse>, Status> {
+        let inputs: Vec<wit::NewProduct> = request.get_ref().items.iter().cloned().map(convert::new_product).collect();
+        let served =
+            self.invoke(&request, |p, s| Box::pin(async move { p.call_create_products(s, &inputs).await })).await?;
+        let products = served.value.into_iter().map(Into::into).collect();
+        Ok(respond(pb::CreateProductsResponse { products }, &served.version))
+    }
+
+    async fn search_products(
+        &self,
+        request: Request<pb::SearchProductsRequest>,
+    ) -> Result<Response<pb::SearchProductsResponse>, Status> {
+        let q = convert::product_search(request.get_ref().clone());
+        let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_search_products(s, &q).await })).await?;
+        Ok(respond(served.value.into(), &served.version))
+    }
+
+    async fn suggest_products(
+        &self,
+        request: Request<pb::SuggestProductsRequest>,
+    ) -> Result<Response<pb::SuggestProductsResponse>, Status> {
+        let pb::SuggestProductsRequest { prefix, limit } = request.get_ref().clone();
+        let served = self
+            .invoke(&request, |p, s| Box::pin(async move { p.call_suggest_products(s, &prefix, limit).await }))
+            .await?;
+        Ok(respond(pb::SuggestProductsResponse { suggestions: served.value }, &served.version))
     }
 
     async fn create_category(

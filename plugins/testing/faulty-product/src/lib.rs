@@ -21,14 +21,16 @@ mod bindings {
             "polyscale:commerce/context@0.1.0": polyscale_guest::bindings::context,
             "polyscale:commerce/logging@0.1.0": polyscale_guest::bindings::logging,
             "polyscale:commerce/sql@0.1.0": polyscale_guest::bindings::sql,
+            "polyscale:commerce/search@0.1.0": generate,
         },
     });
 }
 
 use bindings::exports::polyscale::commerce::migrations::{self, Migration};
 use bindings::exports::polyscale::commerce::products::{
-    Category, Guest, NewCategory, NewProduct, Product, ProductPage, ProductPatch,
+    Category, Guest, NewCategory, NewProduct, Product, ProductPage, ProductPatch, ProductSearch, ProductSearchPage,
 };
+use bindings::exports::polyscale::commerce::searchable::{self, DocumentPage, IndexSchema};
 
 struct Component;
 
@@ -39,6 +41,16 @@ fn unsupported<T>() -> Result<T, DomainError> {
 impl migrations::Guest for Component {
     fn all() -> Vec<Migration> {
         Vec::new()
+    }
+}
+
+/// Keeps no search index.
+impl searchable::Guest for Component {
+    fn indexes() -> Vec<IndexSchema> {
+        Vec::new()
+    }
+    fn documents(_: String, _: Option<String>, _: u32) -> Result<DocumentPage, DomainError> {
+        unsupported()
     }
 }
 
@@ -92,6 +104,15 @@ impl Guest for Component {
         unsupported()
     }
     fn adjust_stock(_: String, _: i64) -> Result<Product, DomainError> {
+        unsupported()
+    }
+    fn create_products(_: Vec<NewProduct>) -> Result<Vec<Product>, DomainError> {
+        unsupported()
+    }
+    fn search_products(_: ProductSearch) -> Result<ProductSearchPage, DomainError> {
+        unsupported()
+    }
+    fn suggest_products(_: String, _: u32) -> Result<Vec<String>, DomainError> {
         unsupported()
     }
     fn create_category(_: NewCategory) -> Result<Category, DomainError> {

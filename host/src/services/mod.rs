@@ -17,9 +17,12 @@ use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use wasmtime::Store;
+
+use crate::bindings::types::DomainError;
 use crate::capabilities::credentials::Credentials;
-use crate::registry::Served;
-use crate::runtime::{CallInfo, Caller, Role};
+use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Served};
+use crate::runtime::{CallInfo, Caller, Role, StoreState};
 
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -122,6 +125,29 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// Calls the active version of a domain component and maps both kinds of
+/// failure, the call's (trap, timeout, no version) and the domain's typed
+/// error, to a `Status`.
+pub(crate) async fn call_domain<W: DomainWorld, T, F>(
+    registry: &ComponentRegistry<W>,
+    info: CallInfo,
+    timeout: Option<Duration>,
+    f: F,
+) -> Result<Served<T>, Status>
+where
+    F: for<'a> FnOnce(
+        &'a W::Exports,
+        &'a mut Store<StoreState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+{
+    let request_id = info.request_id.clone();
+    let served = registry.call(info, timeout, f).await.map_err(|e| status::call_error(e, &request_id))?;
+    match served.value {
+        Ok(value) => Ok(Served { value, version: served.version }),
+        Err(e) => Err(status::domain_error(e, &request_id)),
+    }
 }
 
 /// A response tagged with the component version that produced it.

@@ -211,19 +211,45 @@ where
     }
 }
 
+/// Reads a result stream into [`Rows`], decoding each row with the
+/// backend's `decode` and stopping at the limits, so an oversized result
+/// fails early instead of first being read whole.
+pub(crate) async fn collect_rows<R: sqlx::Row>(
+    mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    decode: impl Fn(&R) -> Result<Vec<Value>, SqlError>,
+    map_error: fn(sqlx::Error) -> SqlError,
+    limits: &SqlLimits,
+) -> Result<Rows, SqlError> {
+    use futures::TryStreamExt;
+    use sqlx::Column;
+
+    let mut budget = ResultBudget::new(limits);
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await.map_err(map_error)? {
+        if columns.is_empty() {
+            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        let values = decode(&row)?;
+        budget.take(&values)?;
+        rows.push(values);
+    }
+    Ok(Rows { columns, rows })
+}
+
 /// Counts what a result holds, stopping it at the limits.
-pub(crate) struct ResultBudget<'a> {
+struct ResultBudget<'a> {
     limits: &'a SqlLimits,
     rows: usize,
     bytes: usize,
 }
 
 impl<'a> ResultBudget<'a> {
-    pub(crate) fn new(limits: &'a SqlLimits) -> Self {
+    fn new(limits: &'a SqlLimits) -> Self {
         Self { limits, rows: 0, bytes: 0 }
     }
 
-    pub(crate) fn take(&mut self, row: &[Value]) -> Result<(), SqlError> {
+    fn take(&mut self, row: &[Value]) -> Result<(), SqlError> {
         self.rows += 1;
         self.bytes += row
             .iter()

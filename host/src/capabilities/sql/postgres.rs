@@ -1,12 +1,11 @@
 //! PostgreSQL backend.
 
-use futures::TryStreamExt;
 use sqlx::encode::IsNull;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo, types::Oid};
 use sqlx::{Arguments, AssertSqlSafe, Column, Postgres, Row, TypeInfo, ValueRef};
 
 use super::{
-    ConnectOptions, ConstraintKind, ResultBudget, Rows, SqlError, SqlLimits, Value, constraint, map_common_error,
+    ConnectOptions, ConstraintKind, Rows, SqlError, SqlLimits, Value, collect_rows, constraint, map_common_error,
 };
 
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::PgPool, sqlx::Error> {
@@ -93,19 +92,8 @@ where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
     let args = arguments(params)?;
-    let mut stream = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).fetch(exec);
-    let mut budget = ResultBudget::new(limits);
-    let mut columns = Vec::new();
-    let mut rows = Vec::new();
-    while let Some(row) = stream.try_next().await.map_err(map_error)? {
-        if columns.is_empty() {
-            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-        }
-        let values = decode(&row)?;
-        budget.take(&values)?;
-        rows.push(values);
-    }
-    Ok(Rows { columns, rows })
+    let stream = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).fetch(exec);
+    collect_rows(stream, decode, map_error, limits).await
 }
 
 pub async fn execute<'c, E>(exec: E, statement: &str, params: &[Value]) -> Result<u64, SqlError>

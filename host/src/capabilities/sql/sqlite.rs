@@ -2,14 +2,13 @@
 
 use std::str::FromStr;
 
-use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Arguments, AssertSqlSafe, Column, Row, Sqlite, TypeInfo, ValueRef};
+use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, TypeInfo, ValueRef};
 
 use super::{
-    ConnectOptions, ConstraintKind, ResultBudget, Rows, SqlError, SqlLimits, Value, constraint, map_common_error,
+    ConnectOptions, ConstraintKind, Rows, SqlError, SqlLimits, Value, collect_rows, constraint, map_common_error,
 };
 
 /// Opens (creating if missing) the database file at `url`. With
@@ -76,19 +75,8 @@ where
     E: sqlx::Executor<'c, Database = Sqlite>,
 {
     let args = arguments(params)?;
-    let mut stream = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).fetch(exec);
-    let mut budget = ResultBudget::new(limits);
-    let mut columns = Vec::new();
-    let mut rows = Vec::new();
-    while let Some(row) = stream.try_next().await.map_err(map_error)? {
-        if columns.is_empty() {
-            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-        }
-        let values = decode(&row)?;
-        budget.take(&values)?;
-        rows.push(values);
-    }
-    Ok(Rows { columns, rows })
+    let stream = sqlx::query_with(AssertSqlSafe(statement.to_string()), args).fetch(exec);
+    collect_rows(stream, decode, map_error, limits).await
 }
 
 pub async fn execute<'c, E>(exec: E, statement: &str, params: &[Value]) -> Result<u64, SqlError>

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
-use super::{Authenticator, respond, status};
+use super::{Authenticator, call_domain, respond};
 use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
 use crate::bindings::account::{AccountService as Exports, AccountServicePre};
 use crate::bindings::types::DomainError;
@@ -69,15 +69,7 @@ where
         &'a mut Store<StoreState>,
     ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
 {
-    let request_id = info.request_id.clone();
-    let served = registry
-        .call(info, timeout, |exports, store| f(exports.polyscale_commerce_accounts(), store))
-        .await
-        .map_err(|e| status::call_error(e, &request_id))?;
-    match served.value {
-        Ok(value) => Ok(Served { value, version: served.version }),
-        Err(e) => Err(status::domain_error(e, &request_id)),
-    }
+    call_domain(registry, info, timeout, |exports, store| f(exports.polyscale_commerce_accounts(), store)).await
 }
 
 pub struct AccountApi {

@@ -65,14 +65,14 @@ impl From<wit::Category> for pb::Category {
     }
 }
 
+fn edges(edges: Vec<wit::ProductEdge>) -> Vec<pb::ProductEdge> {
+    edges.into_iter().map(|e| pb::ProductEdge { cursor: e.cursor, node: Some(e.node.into()) }).collect()
+}
+
 impl From<wit::ProductPage> for pb::ListProductsResponse {
     fn from(page: wit::ProductPage) -> Self {
         pb::ListProductsResponse {
-            edges: page
-                .edges
-                .into_iter()
-                .map(|e| pb::ProductEdge { cursor: e.cursor, node: Some(e.node.into()) })
-                .collect(),
+            edges: edges(page.edges),
             has_next_page: page.has_next_page,
             total_count: page.total_count,
         }
@@ -106,11 +106,7 @@ pub fn product_search(r: pb::SearchProductsRequest) -> wit::ProductSearch {
 impl From<wit::ProductSearchPage> for pb::SearchProductsResponse {
     fn from(page: wit::ProductSearchPage) -> Self {
         pb::SearchProductsResponse {
-            edges: page
-                .edges
-                .into_iter()
-                .map(|e| pb::ProductEdge { cursor: e.cursor, node: Some(e.node.into()) })
-                .collect(),
+            edges: edges(page.edges),
             has_next_page: page.has_next_page,
             total_count: page.total_count,
             categories: page

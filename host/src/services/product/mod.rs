@@ -14,7 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 use wasmtime::component::Linker;
 
-use super::{Authenticator, respond, status};
+use super::{Authenticator, call_domain, respond};
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
 use crate::bindings::product::{ProductService as Exports, ProductServicePre};
 use crate::bindings::types::DomainError;
@@ -79,16 +79,8 @@ impl ProductApi {
         ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
     {
         let (info, timeout) = self.auth.call_info(request).await?;
-        let request_id = info.request_id.clone();
-        let served = self
-            .registry
-            .call(info, timeout, |exports, store| f(exports.polyscale_commerce_products(), store))
+        call_domain(&self.registry, info, timeout, |exports, store| f(exports.polyscale_commerce_products(), store))
             .await
-            .map_err(|e| status::call_error(e, &request_id))?;
-        match served.value {
-            Ok(value) => Ok(Served { value, version: served.version }),
-            Err(e) => Err(status::domain_error(e, &request_id)),
-        }
     }
 }
 

@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{sample, telemetry};
 
+/// Adjusts the credentials configuration before the system starts.
+pub type TuneCredentials = Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>;
+
 pub struct EmbeddedConfig {
     pub data_dir: PathBuf,
     /// Public HTTP (GraphQL) address; port 0 picks a free one.
@@ -35,7 +38,7 @@ pub struct EmbeddedConfig {
     /// The credentials store; defaults to `sqlite://DATA_DIR/credentials.db`.
     pub credentials_database_url: Option<String>,
     /// Tune the credentials capability (tests shorten throttling, say).
-    pub credentials: Option<Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>>,
+    pub credentials: Option<TuneCredentials>,
     /// Take client addresses from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
     /// The product search engine; defaults to Tantivy in `DATA_DIR/search`.

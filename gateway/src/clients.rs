@@ -57,10 +57,10 @@ impl Clients {
         if let Ok(v) = MetadataValue::try_from(context.client_address.as_str()) {
             metadata.insert(CLIENT_ADDRESS, v);
         }
-        if let Some(token) = &context.token {
-            if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
-                metadata.insert(AUTHORIZATION, v);
-            }
+        if let Some(token) = &context.token
+            && let Ok(v) = MetadataValue::try_from(format!("Bearer {token}"))
+        {
+            metadata.insert(AUTHORIZATION, v);
         }
         request.set_timeout(self.timeout);
         request

@@ -145,13 +145,13 @@ pub fn top_level(status: &tonic::Status) -> async_graphql::Error {
         }
     };
     let mut error = api_error(code, message);
-    if let Some(bad) = status.get_details_bad_request() {
-        if let Some(v) = bad.field_violations.into_iter().next() {
-            error = error.extend_with(|_, ext| {
-                ext.set("field", v.field.clone());
-                ext.set("reason", v.reason.clone());
-            });
-        }
+    if let Some(bad) = status.get_details_bad_request()
+        && let Some(v) = bad.field_violations.into_iter().next()
+    {
+        error = error.extend_with(|_, ext| {
+            ext.set("field", v.field.clone());
+            ext.set("reason", v.reason.clone());
+        });
     }
     error
 }

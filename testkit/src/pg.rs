@@ -128,10 +128,9 @@ fn remove_stale_clusters(root: &Path) {
         let name = entry.file_name().to_string_lossy().to_string();
         if let Some(pid) =
             name.strip_prefix("pg-").and_then(|p| p.split('-').next()).and_then(|p| p.parse::<u32>().ok())
+            && !Path::new(&format!("/proc/{pid}")).exists()
         {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -34,12 +34,12 @@ macro_rules! on_both {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                let (db, _guard) = crate::sqlite().await;
+                let (db, _guard) = $crate::sqlite().await;
                 super::$body(db).await;
             }
             #[tokio::test]
             async fn postgres() {
-                let (db, _guard) = crate::postgres().await;
+                let (db, _guard) = $crate::postgres().await;
                 super::$body(db).await;
             }
         }

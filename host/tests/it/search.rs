@@ -184,7 +184,7 @@ async fn suite(backend: Arc<dyn SearchBackend>) {
     // Versions: older changes never win; replays change nothing.
     let (id, name, c, price, stock) = items[0].clone();
     let renamed = IndexOp::Upsert(document(&id, "Renamed Gadget", c, price, stock, 3));
-    backend.apply("items", &[renamed.clone()]).await.unwrap();
+    backend.apply("items", std::slice::from_ref(&renamed)).await.unwrap();
     backend.apply("items", &[IndexOp::Upsert(document(&id, &name, c, price, stock, 2)), renamed]).await.unwrap();
     let hits = backend.search(&query(Some("gadget"), vec![], Sort::Relevance, 5, None)).await.unwrap().hits;
     assert_eq!(hits.first().map(|h| h.id.as_str()), Some(id.as_str()));

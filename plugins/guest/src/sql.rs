@@ -7,7 +7,7 @@ use crate::bindings::types::DomainError;
 #[macro_export]
 macro_rules! params {
     ($($v:expr),* $(,)?) => {
-        vec![$($crate::sql::Value::from($v)),*]
+        [$($crate::sql::Value::from($v)),*]
     };
 }
 

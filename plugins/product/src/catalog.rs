@@ -355,10 +355,10 @@ impl Guest for crate::Component {
         let Some(row) = current.first_row() else {
             return Err(DomainError::NotFound(format!("no product with id {id}")));
         };
-        if let Scope::Merchant(me) = &scope {
-            if row.text("merchant_id")? != *me {
-                return Err(DomainError::Forbidden("this product belongs to another merchant".into()));
-            }
+        if let Scope::Merchant(me) = &scope
+            && row.text("merchant_id")? != *me
+        {
+            return Err(DomainError::Forbidden("this product belongs to another merchant".into()));
         }
         let stock = row.int("stock")?;
         if delta < 0 {

@@ -68,10 +68,10 @@ pub fn search_products(q: ProductSearch) -> Result<ProductSearchPage, DomainErro
         f.category_ids.iter().filter_map(|id| errors.take(ids::parse_id("filter.categoryIds", id))).collect();
     let merchant_id = f.merchant_id.as_deref().and_then(|m| errors.take(ids::parse_id("filter.merchantId", m)));
     let currency = f.currency.as_deref().and_then(|c| errors.take(money::parse_currency("filter.currency", c)));
-    if let (Some(min), Some(max)) = (f.price_min, f.price_max) {
-        if min > max {
-            errors.add("filter.priceMin", "INVALID_RANGE", "priceMin is above priceMax");
-        }
+    if let (Some(min), Some(max)) = (f.price_min, f.price_max)
+        && min > max
+    {
+        errors.add("filter.priceMin", "INVALID_RANGE", "priceMin is above priceMax");
     }
     errors.finish()?;
 

@@ -375,10 +375,10 @@ impl SearchBackend for ElasticsearchBackend {
         let response = checked(self.client.search(SearchParts::Index(&[&alias])).body(body).send().await).await?;
         let mut out: Vec<String> = Vec::new();
         for hit in response["hits"]["hits"].as_array().into_iter().flatten() {
-            if let Some(value) = hit["_source"][&f.name].as_str() {
-                if !out.iter().any(|o| o.eq_ignore_ascii_case(value)) {
-                    out.push(value.to_string());
-                }
+            if let Some(value) = hit["_source"][&f.name].as_str()
+                && !out.iter().any(|o| o.eq_ignore_ascii_case(value))
+            {
+                out.push(value.to_string());
             }
             if out.len() >= limit.min(limits::MAX_SUGGESTIONS) as usize {
                 break;

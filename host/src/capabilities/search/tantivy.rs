@@ -412,10 +412,10 @@ impl Generation {
         let mut out: Vec<String> = Vec::new();
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(engine_error)?;
-            if let Some(value) = doc.get_first(info.field).and_then(|v| v.as_str()) {
-                if !out.iter().any(|o| o.eq_ignore_ascii_case(value)) {
-                    out.push(value.to_string());
-                }
+            if let Some(value) = doc.get_first(info.field).and_then(|v| v.as_str())
+                && !out.iter().any(|o| o.eq_ignore_ascii_case(value))
+            {
+                out.push(value.to_string());
             }
             if out.len() >= limit.min(limits::MAX_SUGGESTIONS) as usize {
                 break;
@@ -562,10 +562,10 @@ fn new_generation_dir(index_dir: &Path) -> PathBuf {
     index_dir.join(format!("gen-{stamp}"))
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SearchError> + Send + 'static,
-) -> impl Future<Output = Result<T, SearchError>> {
-    async move { tokio::task::spawn_blocking(f).await.map_err(engine_error)? }
+) -> Result<T, SearchError> {
+    tokio::task::spawn_blocking(f).await.map_err(engine_error)?
 }
 
 impl TantivyBackend {

@@ -36,11 +36,10 @@ pub fn check(dialect: Dialect, statement: &str, params: &[Value], limits: &SqlLi
     if statement.to_ascii_lowercase().contains(HOST_TABLE_PREFIX) {
         return Err(SqlError::AccessDenied(format!("`{HOST_TABLE_PREFIX}…` tables belong to the host")));
     }
-    if dialect == Dialect::Sqlite {
-        if let Some(word) = words(statement).find(|w| SQLITE_FORBIDDEN_WORDS.iter().any(|f| w.eq_ignore_ascii_case(f)))
-        {
-            return Err(SqlError::AccessDenied(format!("`{}` is not allowed", word.to_ascii_uppercase())));
-        }
+    if dialect == Dialect::Sqlite
+        && let Some(word) = words(statement).find(|w| SQLITE_FORBIDDEN_WORDS.iter().any(|f| w.eq_ignore_ascii_case(f)))
+    {
+        return Err(SqlError::AccessDenied(format!("`{}` is not allowed", word.to_ascii_uppercase())));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod app;
 mod bad_input;
+mod binary;
 mod catalog;
 mod faults;
 mod hot_swap;

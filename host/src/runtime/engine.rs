@@ -72,7 +72,10 @@ impl Runtime {
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)
+            // wasmtime's cache takes absolute paths only; `./data` is the
+            // embedded default.
+            let dir = std::path::absolute(dir)
+                .and_then(|dir| std::fs::create_dir_all(&dir).map(|()| dir))
                 .map_err(|e| wasmtime::format_err!("cannot create cache dir {}: {e}", dir.display()))?;
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);

@@ -254,12 +254,12 @@ async fn tantivy_passes_the_suite() {
     assert!(TantivyBackend::new(dir.path()).ensure_index(&changed).await.unwrap());
 }
 
+/// Ignored (and so reported as skipped) unless run against a cluster:
+/// `cargo xtask test` includes it when `ELASTICSEARCH_URL` is set.
 #[tokio::test]
-async fn elasticsearch_passes_the_suite_when_available() {
-    let Ok(url) = std::env::var("ELASTICSEARCH_URL") else {
-        eprintln!("ELASTICSEARCH_URL is not set: the Elasticsearch run of the search suite is skipped");
-        return;
-    };
+#[ignore = "needs an Elasticsearch cluster at ELASTICSEARCH_URL"]
+async fn elasticsearch_passes_the_suite() {
+    let url = std::env::var("ELASTICSEARCH_URL").expect("ELASTICSEARCH_URL points at an Elasticsearch cluster");
     let prefix = format!("polyscale-test-{}-", uuid::Uuid::now_v7().simple());
     suite(Arc::new(ElasticsearchBackend::new(&url, &prefix).unwrap())).await;
 }

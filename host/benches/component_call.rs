@@ -3,6 +3,10 @@
 //!
 //! Cases, all measured in the same run:
 //! - `store_only`: baseline — create and drop a call's store, no Wasm;
+//! - `instantiate_only`: instantiate the component from its `InstancePre`
+//!   and drop it, loading no export;
+//! - `instantiate_exports`: the same through the generated bindings, which
+//!   also look up and type-check every export of the world;
 //! - `call_no_io`: `get-product` with an id the component rejects before
 //!   touching SQL: instantiation + the guest call + teardown;
 //! - `sql_direct`: baseline — the product lookup as plain host SQL;
@@ -19,15 +23,19 @@ use std::sync::Arc;
 
 use polyscale_host::capabilities::sql::{Database, SqlLimits, SqlState, Value};
 use polyscale_host::components;
+use polyscale_host::registry::DomainWorld;
 use polyscale_host::runtime::{CallInfo, CallLimits, Caller, Runtime, RuntimeConfig, StoreState};
 use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
-use polyscale_host::services::product::ProductRegistry;
+use polyscale_host::services::product::{ProductRegistry, ProductWorld};
 use tokio::runtime::Runtime as Tokio;
+use wasmtime::component::{Component, Linker};
 
 struct Fixture {
     registry: Arc<ProductRegistry>,
     db: Database,
     runtime: Runtime,
+    /// The product component prepared the way the registry prepares it.
+    pre: <ProductWorld as DomainWorld>::Pre,
     product_id: String,
     _host: ServiceHost,
     _dir: tempfile::TempDir,
@@ -47,6 +55,10 @@ async fn fixture() -> Fixture {
     let registry = host.product_registry().unwrap().clone();
     let db = registry.database().clone();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let mut linker = Linker::new(runtime.engine());
+    ProductWorld::link(&mut linker).unwrap();
+    let component = Component::new(runtime.engine(), components::PRODUCT).unwrap();
+    let pre = ProductWorld::pre(linker.instantiate_pre(&component).unwrap()).unwrap();
     let input = polyscale_host::bindings::product::exports::polyscale::commerce::products::NewProduct {
         merchant_id: Some("bench-merchant".into()),
         name: "Bench Laptop".into(),
@@ -63,18 +75,35 @@ async fn fixture() -> Fixture {
         .unwrap()
         .value
         .unwrap();
-    Fixture { registry, db, runtime, product_id: product.id, _host: host, _dir: dir }
+    Fixture { registry, db, runtime, pre, product_id: product.id, _host: host, _dir: dir }
 }
 
-async fn store_only(f: &Fixture) {
+fn new_store(f: &Fixture) -> wasmtime::Store<StoreState> {
     let state = StoreState::for_domain_call(
         CallInfo::new("bench", None),
         &CallLimits::default(),
         SqlState::new(f.db.clone(), SqlLimits::default()),
         &Default::default(),
     );
-    let store = wasmtime::Store::new(f.runtime.engine(), state);
-    drop(std::hint::black_box(store));
+    let mut store = wasmtime::Store::new(f.runtime.engine(), state);
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+async fn store_only(f: &Fixture) {
+    drop(std::hint::black_box(new_store(f)));
+}
+
+async fn instantiate_only(f: &Fixture) {
+    let mut store = new_store(f);
+    let instance = f.pre.instance_pre().instantiate_async(&mut store).await.unwrap();
+    std::hint::black_box(instance);
+}
+
+async fn instantiate_exports(f: &Fixture) {
+    let mut store = new_store(f);
+    let exports = ProductWorld::instantiate(&f.pre, &mut store).await.unwrap();
+    std::hint::black_box(&exports);
 }
 
 async fn call_no_io(f: &Fixture) {
@@ -118,6 +147,8 @@ fn benches(c: &mut Criterion) {
     let f = tokio.block_on(fixture());
     let mut group = c.benchmark_group("component_call");
     group.bench_function("store_only", |b| b.to_async(&tokio).iter(|| store_only(&f)));
+    group.bench_function("instantiate_only", |b| b.to_async(&tokio).iter(|| instantiate_only(&f)));
+    group.bench_function("instantiate_exports", |b| b.to_async(&tokio).iter(|| instantiate_exports(&f)));
     group.bench_function("call_no_io", |b| b.to_async(&tokio).iter(|| call_no_io(&f)));
     group.bench_function("sql_direct", |b| b.to_async(&tokio).iter(|| sql_direct(&f)));
     group.bench_function("call_with_sql", |b| b.to_async(&tokio).iter(|| call_with_sql(&f)));
@@ -146,21 +177,35 @@ fn summary() {
     let f = tokio.block_on(fixture());
     let n = 20_000;
     let store = percentiles(&tokio, n, || store_only(&f));
+    let instantiate = percentiles(&tokio, n, || instantiate_only(&f));
+    let exports = percentiles(&tokio, n, || instantiate_exports(&f));
     let no_io = percentiles(&tokio, n, || call_no_io(&f));
     let direct = percentiles(&tokio, n, || sql_direct(&f));
     let with_sql = percentiles(&tokio, n, || call_with_sql(&f));
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\ncomponent call, {n} timed calls each (p50 / p99, µs)");
-    println!("  store_only     {:>8.2} / {:>8.2}   baseline", us(store.0), us(store.1));
+    println!("  store_only           {:>8.2} / {:>8.2}   baseline", us(store.0), us(store.1));
     println!(
-        "  call_no_io     {:>8.2} / {:>8.2}   {:.1}× store_only (p50)",
+        "  instantiate_only     {:>8.2} / {:>8.2}   {:.1}× store_only (p50)",
+        us(instantiate.0),
+        us(instantiate.1),
+        us(instantiate.0) / us(store.0)
+    );
+    println!(
+        "  instantiate_exports  {:>8.2} / {:>8.2}   {:.2}× instantiate_only (p50)",
+        us(exports.0),
+        us(exports.1),
+        us(exports.0) / us(instantiate.0)
+    );
+    println!(
+        "  call_no_io           {:>8.2} / {:>8.2}   {:.1}× store_only (p50)",
         us(no_io.0),
         us(no_io.1),
         us(no_io.0) / us(store.0)
     );
-    println!("  sql_direct     {:>8.2} / {:>8.2}   baseline", us(direct.0), us(direct.1));
+    println!("  sql_direct           {:>8.2} / {:>8.2}   baseline", us(direct.0), us(direct.1));
     println!(
-        "  call_with_sql  {:>8.2} / {:>8.2}   {:.2}× sql_direct (p50)",
+        "  call_with_sql        {:>8.2} / {:>8.2}   {:.2}× sql_direct (p50)",
         us(with_sql.0),
         us(with_sql.1),
         us(with_sql.0) / us(direct.0)

@@ -143,7 +143,8 @@ pub enum StartError {
 pub struct ServiceHost {
     product: Option<Arc<ProductRegistry>>,
     search: Option<(Arc<SearchService>, Arc<ProductDocuments>)>,
-    /// Stops background work (the search drainer) when the host goes.
+    /// Stops background work (the search drainer, the credentials
+    /// sweeper) when the host goes.
     background: CancellationToken,
     account: Option<Arc<AccountRegistry>>,
     credentials: Option<Arc<Credentials>>,
@@ -204,6 +205,9 @@ impl ServiceHost {
             credentials = Some(creds);
         }
         let background = CancellationToken::new();
+        if let Some(credentials) = &credentials {
+            credentials.spawn_sweeper(background.clone());
+        }
         let mut product = None;
         let mut search = None;
         if let Some(products) = &config.product {

@@ -1,6 +1,7 @@
 //! Host tests without Wasm: capabilities and migrations against real
 //! databases (SQLite files and PostgreSQL).
 
+mod credentials;
 mod elasticsearch_requests;
 mod migrations;
 mod search;

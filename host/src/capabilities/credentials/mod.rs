@@ -15,6 +15,8 @@ mod throttle;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 pub use host::{CredentialsCap, CredentialsView};
 pub use passwords::{Argon2Params, PasswordHasher};
 use polyscale_auth::{KeyPair, Signer};
@@ -32,6 +34,12 @@ pub struct CredentialsConfig {
     pub refresh_ttl: Duration,
     pub argon2: Argon2Params,
     pub throttle: ThrottlePolicy,
+    /// How long an ended session (and why it ended) stays in the store
+    /// before the sweeper deletes it.
+    pub ended_session_retention: Duration,
+    /// How often the sweeper deletes ended sessions and stale throttle
+    /// counts.
+    pub sweep_every: Duration,
 }
 
 impl CredentialsConfig {
@@ -42,6 +50,8 @@ impl CredentialsConfig {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             argon2: Argon2Params::OWASP,
             throttle: ThrottlePolicy::default(),
+            ended_session_retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_every: Duration::from_secs(3600),
         }
     }
 }
@@ -50,6 +60,14 @@ impl std::fmt::Debug for CredentialsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialsConfig").field("access_ttl", &self.access_ttl).finish_non_exhaustive()
     }
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub sessions: u64,
+    pub refresh_tokens: u64,
+    pub throttle_counts: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +141,38 @@ impl Credentials {
     /// changes take effect there at once, not at token expiry.
     pub async fn session_live(&self, session_id: &str) -> Result<bool, SqlError> {
         sessions::live(&self.store, session_id).await
+    }
+
+    /// Deletes what can no longer matter as of `now_ms`: sessions that
+    /// ended longer than the retention ago (with their refresh tokens) and
+    /// throttle counts past their window and lock. Without it the store
+    /// grows by a session per login and a row per failing client forever.
+    pub async fn sweep(&self, now_ms: i64) -> Result<Swept, SqlError> {
+        let retention = self.config.ended_session_retention.as_millis() as i64;
+        let (sessions, refresh_tokens) = sessions::sweep(&self.store, now_ms - retention).await?;
+        let throttle_counts = throttle::sweep(&self.store, &self.config.throttle, now_ms).await?;
+        Ok(Swept { sessions, refresh_tokens, throttle_counts })
+    }
+
+    /// Sweeps every `sweep_every` until `stop` is cancelled. A failed sweep
+    /// (store down) is logged and tried again next time.
+    pub fn spawn_sweeper(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let credentials = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(credentials.config.sweep_every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                match credentials.sweep(now_ms()).await {
+                    Ok(swept) if swept == Swept::default() => {}
+                    Ok(swept) => tracing::info!(?swept, "credentials store swept"),
+                    Err(e) => tracing::warn!(error = ?e, "sweeping the credentials store failed; retrying later"),
+                }
+            }
+        })
     }
 
     pub fn public_key_pem(&self) -> &str {

@@ -164,6 +164,30 @@ pub async fn end_others(db: &Database, account_id: &str, keep: Option<&str>) -> 
     .await
 }
 
+/// Deletes sessions that ended (expired or revoked) at or before `ended_before`,
+/// with their refresh tokens; returns (sessions, tokens) deleted. A token of
+/// a deleted session is unknown, which `rotate` refuses exactly as it
+/// refuses a token of an ended one. Live sessions keep every token, spent
+/// ones included: those are what reveal a reuse.
+pub async fn sweep(db: &Database, ended_before: i64) -> Result<(u64, u64), SqlError> {
+    in_transaction(db, move |tx| {
+        Box::pin(async move {
+            let ended = [Value::Integer(ended_before)];
+            let tokens = tx
+                .execute(
+                    "DELETE FROM refresh_tokens WHERE session_id IN \
+                     (SELECT id FROM sessions WHERE expires_at_ms <= $1 OR revoked_at_ms <= $1)",
+                    &ended,
+                )
+                .await?;
+            let sessions =
+                tx.execute("DELETE FROM sessions WHERE expires_at_ms <= $1 OR revoked_at_ms <= $1", &ended).await?;
+            Ok((sessions, tokens))
+        })
+    })
+    .await
+}
+
 pub async fn live(db: &Database, session_id: &str) -> Result<bool, SqlError> {
     let rows = db
         .query(

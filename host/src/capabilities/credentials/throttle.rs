@@ -131,6 +131,19 @@ pub async fn failed(db: &Database, keys: &Keys) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// Deletes counts that can no longer slow anyone down: their lock (if any)
+/// is over and their window has passed, so the next failure under that key
+/// would start from one anyway. Returns how many were deleted.
+pub async fn sweep(db: &Database, policy: &ThrottlePolicy, now: i64) -> Result<u64, SqlError> {
+    let window =
+        [policy.pair.window, policy.client.window, policy.account.window].into_iter().max().unwrap_or_default();
+    db.execute(
+        "DELETE FROM login_throttle WHERE locked_until_ms <= $1 AND first_failure_at_ms <= $2",
+        &[Value::Integer(now), Value::Integer(now - window.as_millis() as i64)],
+    )
+    .await
+}
+
 /// A correct password clears the account's and the pair's counts (not the
 /// client's: a guesser who also knows one password keeps its count).
 pub async fn succeeded(db: &Database, keys: &Keys) -> Result<(), SqlError> {

@@ -8,51 +8,21 @@ use pb::account_service_server::AccountService;
 use polyscale_proto::account::v1 as pb;
 use tonic::{Request, Response, Status};
 use wasmtime::Store;
-use wasmtime::component::{InstancePre, Linker};
 
 use super::{Authenticator, call_domain, respond};
 use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
 use crate::bindings::account::{AccountService as Exports, AccountServicePre};
 use crate::bindings::types::DomainError;
-use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Migration, Served};
+use crate::registry::{BoxFuture, ComponentRegistry, Served, domain_world};
 use crate::runtime::{CallInfo, StoreState};
 
-/// The `account-service` world.
-pub struct AccountWorld;
-
-impl DomainWorld for AccountWorld {
-    type Pre = AccountServicePre<StoreState>;
-    type Exports = Exports;
-
-    fn link(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-        StoreState::link_domain_imports(linker)?;
-        StoreState::link_credentials(linker)
-    }
-
-    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
-        AccountServicePre::new(instance_pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<StoreState>,
-    ) -> BoxFuture<'a, wasmtime::Result<Exports>> {
-        Box::pin(pre.instantiate_async(store))
-    }
-
-    fn migrations<'a>(
-        exports: &'a Exports,
-        store: &'a mut Store<StoreState>,
-    ) -> BoxFuture<'a, wasmtime::Result<Vec<Migration>>> {
-        Box::pin(async move {
-            let all = exports.polyscale_commerce_migrations().call_all(store).await?;
-            Ok(all
-                .into_iter()
-                .map(|m| Migration { version: m.version, name: m.name, statements: m.statements })
-                .collect())
-        })
-    }
-}
+domain_world!(
+    /// The `account-service` world.
+    AccountWorld,
+    Exports,
+    AccountServicePre,
+    [link_credentials]
+);
 
 pub type AccountRegistry = ComponentRegistry<AccountWorld>;
 

@@ -11,52 +11,21 @@ use pb::product_service_server::ProductService;
 use polyscale_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
-use wasmtime::component::Linker;
 
 use super::{Authenticator, call_domain, respond};
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
 use crate::bindings::product::{ProductService as Exports, ProductServicePre};
 use crate::bindings::types::DomainError;
-use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Migration, Served};
+use crate::registry::{BoxFuture, ComponentRegistry, Served, domain_world};
 use crate::runtime::StoreState;
 
-/// The `product-service` world.
-pub struct ProductWorld;
-
-impl DomainWorld for ProductWorld {
-    type Pre = ProductServicePre<StoreState>;
-    type Exports = Exports;
-
-    fn link(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-        StoreState::link_domain_imports(linker)?;
-        StoreState::link_search(linker)
-    }
-
-    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
-        ProductServicePre::new(instance_pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<StoreState>,
-    ) -> BoxFuture<'a, wasmtime::Result<Exports>> {
-        Box::pin(pre.instantiate_async(store))
-    }
-
-    fn migrations<'a>(
-        exports: &'a Exports,
-        store: &'a mut Store<StoreState>,
-    ) -> BoxFuture<'a, wasmtime::Result<Vec<Migration>>> {
-        Box::pin(async move {
-            let all = exports.polyscale_commerce_migrations().call_all(store).await?;
-            Ok(all
-                .into_iter()
-                .map(|m| Migration { version: m.version, name: m.name, statements: m.statements })
-                .collect())
-        })
-    }
-}
+domain_world!(
+    /// The `product-service` world.
+    ProductWorld,
+    Exports,
+    ProductServicePre,
+    [link_search]
+);
 
 pub type ProductRegistry = ComponentRegistry<ProductWorld>;
 

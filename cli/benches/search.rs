@@ -21,10 +21,11 @@ use polyscale::sample::{self, SampleOptions};
 use polyscale_host::bindings::product::exports::polyscale::commerce::products as wit;
 use polyscale_host::bindings::search::RangeFilter;
 use polyscale_host::bindings::types::{Money, PageRequest};
+use polyscale_host::call::{CallInfo, Caller};
 use polyscale_host::capabilities::search::rebuild;
 use polyscale_host::capabilities::search::{FacetRequest, Filter, Query, RangeBucket, Sort};
 use polyscale_host::components;
-use polyscale_host::runtime::{CallInfo, Caller, RuntimeConfig};
+use polyscale_host::runtime::RuntimeConfig;
 use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
 use polyscale_host::services::product::ProductDocuments;
 
@@ -38,7 +39,8 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
 async fn main() {
     let n: usize = std::env::var("SEARCH_BENCH_PRODUCTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(RuntimeConfig::default());
+    let mut config =
+        HostConfig::new(RuntimeConfig::default(), format!("sqlite://{}", dir.path().join("components.db").display()));
     config.product = Some(ProductServiceConfig {
         service: ServiceConfig {
             database_url: format!("sqlite://{}", dir.path().join("product.db").display()),
@@ -47,8 +49,8 @@ async fn main() {
         search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
     });
     let host = ServiceHost::build(config).await.unwrap();
-    let registry = host.product_registry().unwrap().clone();
-    let search = host.product_search().unwrap().clone();
+    let registry = host.product().unwrap().slot().clone();
+    let search = host.product().unwrap().search().clone();
     let admin = || CallInfo::new("bench", Some(Caller::operator()));
 
     // Categories, then products in batches of 500 (as an admin naming

@@ -123,7 +123,7 @@ impl Embedded {
         if let Some(tune) = &config.credentials {
             tune(&mut credentials);
         }
-        let mut host_config = HostConfig::new(config.runtime.clone());
+        let mut host_config = HostConfig::new(config.runtime.clone(), sqlite("components.db"));
         host_config.product = Some(ProductServiceConfig {
             service: ServiceConfig {
                 database_url: config.product_database_url.clone().unwrap_or_else(|| sqlite("product.db")),

@@ -21,21 +21,21 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use std::sync::Arc;
 
-use polyscale_host::capabilities::sql::{Database, SqlLimits, SqlState, Value};
+use polyscale_host::call::{CallInfo, Caller};
 use polyscale_host::components;
-use polyscale_host::registry::DomainWorld;
-use polyscale_host::runtime::{CallInfo, CallLimits, Caller, Runtime, RuntimeConfig, StoreState};
+use polyscale_host::database::{Database, SqlLimits, Value};
+use polyscale_host::runtime::{CallLimits, CallState, Runtime, RuntimeConfig, World, WorldStore};
 use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
-use polyscale_host::services::product::{ProductRegistry, ProductWorld};
+use polyscale_host::services::product::{ProductSlot, ProductWorld};
 use tokio::runtime::Runtime as Tokio;
 use wasmtime::component::{Component, Linker};
 
 struct Fixture {
-    registry: Arc<ProductRegistry>,
+    registry: Arc<ProductSlot>,
     db: Database,
     runtime: Runtime,
     /// The product component prepared the way the registry prepares it.
-    pre: <ProductWorld as DomainWorld>::Pre,
+    pre: <ProductWorld as World>::Pre,
     product_id: String,
     _host: ServiceHost,
     _dir: tempfile::TempDir,
@@ -43,7 +43,8 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(RuntimeConfig::default());
+    let mut config =
+        HostConfig::new(RuntimeConfig::default(), format!("sqlite://{}", dir.path().join("components.db").display()));
     config.product = Some(ProductServiceConfig {
         service: ServiceConfig {
             database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
@@ -52,8 +53,8 @@ async fn fixture() -> Fixture {
         search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
     });
     let host = ServiceHost::build(config).await.unwrap();
-    let registry = host.product_registry().unwrap().clone();
-    let db = registry.database().clone();
+    let registry = host.product().unwrap().slot().clone();
+    let db = registry.shared().db.clone();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let mut linker = Linker::new(runtime.engine());
     ProductWorld::link(&mut linker).unwrap();
@@ -78,13 +79,9 @@ async fn fixture() -> Fixture {
     Fixture { registry, db, runtime, pre, product_id: product.id, _host: host, _dir: dir }
 }
 
-fn new_store(f: &Fixture) -> wasmtime::Store<StoreState> {
-    let state = StoreState::for_domain_call(
-        CallInfo::new("bench", None),
-        &CallLimits::default(),
-        SqlState::new(f.db.clone(), SqlLimits::default()),
-        &Default::default(),
-    );
+fn new_store(f: &Fixture) -> WorldStore<ProductWorld> {
+    let state =
+        CallState::new(CallInfo::new("bench", None), &CallLimits::default(), ProductWorld::caps(f.registry.shared()));
     let mut store = wasmtime::Store::new(f.runtime.engine(), state);
     store.set_epoch_deadline(u64::MAX / 2);
     store

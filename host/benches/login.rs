@@ -15,17 +15,20 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use polyscale_auth::KeyPair;
+use polyscale_host::call::CallInfo;
 use polyscale_host::capabilities::credentials::{Argon2Params, Credentials, CredentialsConfig, PasswordHasher};
-use polyscale_host::capabilities::sql::{ConnectOptions, Database, SqlLimits};
 use polyscale_host::components;
-use polyscale_host::runtime::{CallInfo, Capabilities, Runtime, RuntimeConfig};
-use polyscale_host::services::account::AccountRegistry;
+use polyscale_host::database::{ConnectOptions, Database, SqlLimits};
+use polyscale_host::registry::{ComponentStore, KindLimits, Registry, ServiceSlot};
+use polyscale_host::runtime::{Runtime, RuntimeConfig};
+use polyscale_host::services::account::{AccountSlot, AccountWorld};
+use polyscale_host::worlds::account::AccountShared;
 use tokio::runtime::Runtime as Tokio;
 
 const PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
-    registry: Arc<AccountRegistry>,
+    registry: Arc<AccountSlot>,
     hasher: PasswordHasher,
     hash: String,
     _dir: tempfile::TempDir,
@@ -41,9 +44,14 @@ async fn fixture() -> Fixture {
     // Nobody is throttled in a benchmark that logs in thousands of times.
     config.throttle.pair.free_failures = u32::MAX;
     let credentials = Credentials::open(store, config).await.unwrap();
-    let capabilities = Capabilities { credentials: Some(credentials), search: None };
-    let registry =
-        AccountRegistry::new("account", runtime, db, SqlLimits::default(), capabilities, 64 << 20).await.unwrap();
+    let store =
+        ComponentStore::open(Database::connect(&open("components.db"), &ConnectOptions::default()).await.unwrap())
+            .await
+            .unwrap();
+    let shared = AccountShared { db, sql_limits: SqlLimits::default(), credentials };
+    let limits = KindLimits { call: RuntimeConfig::default().call_limits, max_component_bytes: 64 << 20 };
+    let slots = Registry::new(runtime, store, 256 << 20).kind::<AccountWorld>("account", shared, limits).unwrap();
+    let registry = ServiceSlot::new(slots);
     registry.bootstrap(components::ACCOUNT).await.unwrap();
     let registration = polyscale_host::bindings::account::exports::polyscale::commerce::accounts::Registration {
         email: "bench@example.com".into(),
@@ -67,7 +75,7 @@ async fn argon2_verify(f: &Fixture) {
     assert!(f.hasher.verify(PASSWORD, Some(&f.hash)).await.unwrap());
 }
 
-async fn login(registry: &AccountRegistry) {
+async fn login(registry: &AccountSlot) {
     let session = registry
         .call(CallInfo::new("bench", None), None, |e, s| {
             Box::pin(async move { e.polyscale_commerce_accounts().call_login(s, "bench@example.com", PASSWORD).await })
@@ -103,7 +111,7 @@ fn p50<F: AsyncFn()>(tokio: &Tokio, n: usize, f: F) -> Duration {
 }
 
 /// Logins per second with `callers` concurrent callers for `duration`.
-fn throughput(tokio: &Tokio, registry: &Arc<AccountRegistry>, callers: usize, duration: Duration) -> f64 {
+fn throughput(tokio: &Tokio, registry: &Arc<AccountSlot>, callers: usize, duration: Duration) -> f64 {
     tokio.block_on(async {
         let start = Instant::now();
         let tasks: Vec<_> = (0..callers)

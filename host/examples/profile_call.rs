@@ -1,12 +1,14 @@
 //! Repeats one component call for a profiler: `perf record` this binary.
+use polyscale_host::call::CallInfo;
 use polyscale_host::components;
-use polyscale_host::runtime::{CallInfo, RuntimeConfig};
+use polyscale_host::runtime::RuntimeConfig;
 use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(RuntimeConfig::default());
+    let mut config =
+        HostConfig::new(RuntimeConfig::default(), format!("sqlite://{}", dir.path().join("components.db").display()));
     config.product = Some(ProductServiceConfig {
         service: ServiceConfig {
             database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
@@ -15,7 +17,7 @@ async fn main() {
         search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
     });
     let host = ServiceHost::build(config).await.unwrap();
-    let registry = host.product_registry().unwrap();
+    let registry = host.product().unwrap().slot();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let start = std::time::Instant::now();
     for _ in 0..n {

@@ -14,7 +14,7 @@ mod imports {
             default: trappable,
         },
         with: {
-            "polyscale:commerce/sql.transaction": crate::capabilities::sql::Transaction,
+            "polyscale:commerce/sql.transaction": crate::database::Transaction,
         },
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });

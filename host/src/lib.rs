@@ -1,16 +1,27 @@
-//! PolyScale's service host: runs domain components under wasmtime, lends
-//! them capabilities (SQL, logging, call context) and serves them over gRPC.
+//! PolyScale's service host: runs components under wasmtime, lends them
+//! capabilities and serves them over gRPC. Layers, lowest first (a module
+//! may use those below it, never those beside or above):
 //!
-//! - [`runtime`]: the engine, per-call stores and limits;
-//! - [`capabilities`]: one module per WIT interface the host implements;
-//! - [`registry`]: component versions, migrations and hot swap;
-//! - [`services`]: the gRPC services in front of the components;
-//! - [`server`]: `build` + `run` for a host process.
+//! - [`bindings`], [`call`], [`clock`], [`database`]: the generated WIT
+//!   types, the facts of a call, time, SQL access;
+//! - [`runtime`] (engine, stores, limits, the invoker; knows no capability)
+//!   beside [`capabilities`] (one module per WIT interface; knows no
+//!   runtime or registry);
+//! - [`registry`]: the component store, compiled-code cache and slots;
+//! - [`worlds`]: which capabilities each world links;
+//! - [`services`]: one module per domain service (gRPC, health, tasks) and
+//!   the admin services; [`server`]: `build` + `run` for a host process.
+//!
+//! See docs/architecture.md for the picture.
 
 pub mod bindings;
+pub mod call;
 pub mod capabilities;
+pub mod clock;
 pub mod components;
+pub mod database;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod services;
+pub mod worlds;

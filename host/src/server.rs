@@ -1,37 +1,37 @@
-//! A service host process: `ServiceHost::build(config)` opens databases and
-//! starts component slots; `run(listener, shutdown)` serves gRPC (the domain
-//! services, `ComponentAdmin`, health and reflection) until shutdown.
+//! A service host process: `ServiceHost::build(config)` opens the
+//! component store and builds the configured service modules;
+//! `run(listener, shutdown)` serves gRPC (the modules' services,
+//! `ComponentAdmin`, `SearchAdmin`, health and reflection) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use polyscale_auth::Verifier;
-use polyscale_proto::account::v1::account_service_server::AccountServiceServer;
 use polyscale_proto::admin::v1::component_admin_server::ComponentAdminServer;
-use polyscale_proto::admin::v1::operator_server::OperatorServer;
-use polyscale_proto::product::v1::product_service_server::ProductServiceServer;
+use polyscale_proto::admin::v1::search_admin_server::SearchAdminServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
-use crate::capabilities::credentials::{Credentials, CredentialsConfig, CredentialsSetupError};
+use crate::capabilities::credentials::{CredentialsConfig, CredentialsSetupError};
+use crate::capabilities::search::SearchBackend;
 use crate::capabilities::search::elasticsearch::ElasticsearchBackend;
 use crate::capabilities::search::tantivy::TantivyBackend;
-use crate::capabilities::search::{SearchBackend, SearchService, outbox, rebuild};
-use crate::capabilities::sql::{ConnectError, ConnectOptions, Database, SqlLimits, redact_url};
-use crate::registry::{ComponentRegistry, DeployError, DomainWorld};
-use crate::runtime::{Capabilities, Runtime, RuntimeConfig};
+use crate::database::migrations::MigrationError;
+use crate::database::{ConnectError, ConnectOptions, Database, SqlLimits, redact_url};
+use crate::registry::{ComponentStore, DeployError, Deployable, KindLimits, Registry, ServiceSlot};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::services::Authenticator;
-use crate::services::account::{AccountApi, AccountRegistry};
-use crate::services::admin::AdminApi;
-use crate::services::operator::OperatorApi;
-use crate::services::product::{ProductApi, ProductDocuments, ProductRegistry, ProductWorld};
-use crate::services::search_admin::SearchAdminApi;
-use polyscale_proto::admin::v1::search_admin_server::SearchAdminServer;
-use tokio_util::sync::CancellationToken;
+use crate::services::account::AccountModule;
+use crate::services::module::{Planes, ServiceModule};
+use crate::services::product::ProductModule;
 
 /// Default upload cap for a component binary. Interpreted languages ship
 /// their interpreter inside (Python ~18 MB, JavaScript ~12 MB).
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Default memory budget for compiled components.
+pub const DEFAULT_COMPILED_CACHE_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -39,6 +39,11 @@ pub struct HostConfig {
     pub connect: ConnectOptions,
     pub sql_limits: SqlLimits,
     pub max_component_bytes: usize,
+    /// The component store: every slot's versions and active pointer.
+    pub components_database_url: String,
+    /// Memory for compiled components, shared by every slot; least
+    /// recently used versions are evicted past it.
+    pub compiled_cache_bytes: u64,
     /// Run the product service here.
     pub product: Option<ProductServiceConfig>,
     /// Run the account service here.
@@ -50,9 +55,11 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    pub fn new(runtime: RuntimeConfig) -> Self {
+    pub fn new(runtime: RuntimeConfig, components_database_url: impl Into<String>) -> Self {
         Self {
             runtime,
+            components_database_url: components_database_url.into(),
+            compiled_cache_bytes: DEFAULT_COMPILED_CACHE_BYTES,
             connect: ConnectOptions::default(),
             sql_limits: SqlLimits::default(),
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
@@ -102,7 +109,7 @@ impl std::fmt::Debug for SearchEngineConfig {
 }
 
 impl SearchEngineConfig {
-    fn backend(&self) -> Result<Arc<dyn SearchBackend>, StartError> {
+    pub(crate) fn backend(&self) -> Result<Arc<dyn SearchBackend>, StartError> {
         Ok(match self {
             Self::Tantivy { dir } => Arc::new(TantivyBackend::new(dir)),
             Self::Elasticsearch { url, index_prefix } => Arc::new(
@@ -132,6 +139,8 @@ pub enum StartError {
     Component { service: &'static str, source: DeployError },
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("component store: {0}")]
+    ComponentStore(#[from] MigrationError),
     #[error("credentials store: {0}")]
     Credentials(#[from] CredentialsSetupError),
     #[error("token public key: {0}")]
@@ -140,16 +149,51 @@ pub enum StartError {
     Search(String),
 }
 
-pub struct ServiceHost {
-    product: Option<Arc<ProductRegistry>>,
-    search: Option<(Arc<SearchService>, Arc<ProductDocuments>)>,
-    /// Stops background work (the search drainer, the credentials
-    /// sweeper) when the host goes.
-    background: CancellationToken,
-    account: Option<Arc<AccountRegistry>>,
-    credentials: Option<Arc<Credentials>>,
-    verifier: Option<Verifier>,
+/// What a service module gets while it is built: the configuration, the
+/// registry, and a way to open databases that the host closes at the end.
+pub struct HostContext {
+    config: HostConfig,
+    registry: Arc<Registry>,
     databases: Vec<Database>,
+}
+
+impl HostContext {
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Opens a service's database.
+    pub async fn connect(&mut self, service: &'static str, url: &str) -> Result<Database, StartError> {
+        let db = connect(service, url, &self.config.connect).await?;
+        self.databases.push(db.clone());
+        Ok(db)
+    }
+
+    /// Opens a database for secrets (a SQLite file only its owner reads).
+    pub async fn connect_private(&mut self, service: &'static str, url: &str) -> Result<Database, StartError> {
+        let options = ConnectOptions { private: true, ..self.config.connect.clone() };
+        let db = connect(service, url, &options).await?;
+        self.databases.push(db.clone());
+        Ok(db)
+    }
+
+    /// Starts a domain service's slot on its component (the built-in one
+    /// on first start, else the version that was active).
+    pub async fn start_slot<W: Deployable>(
+        &mut self,
+        name: &'static str,
+        shared: W::Shared,
+        embedded: &[u8],
+    ) -> Result<Arc<ServiceSlot<W>>, StartError> {
+        let component = |source| StartError::Component { service: name, source };
+        let limits =
+            KindLimits { call: self.config.runtime.call_limits, max_component_bytes: self.config.max_component_bytes };
+        let slots = self.registry.kind::<W>(name, shared, limits).map_err(component)?;
+        let slot = ServiceSlot::new(slots);
+        let active = slot.bootstrap(embedded).await.map_err(component)?;
+        tracing::info!(service = name, version = %active.version, source = active.source.as_str(), "service ready");
+        Ok(Arc::new(slot))
+    }
 }
 
 async fn connect(service: &'static str, url: &str, options: &ConnectOptions) -> Result<Database, StartError> {
@@ -160,105 +204,71 @@ async fn connect(service: &'static str, url: &str, options: &ConnectOptions) -> 
     })
 }
 
-/// Opens a slot's database and registry and starts its component.
-async fn open_slot<W: DomainWorld>(
-    slot: &'static str,
-    runtime: &Runtime,
-    config: &HostConfig,
-    service: &ServiceConfig,
-    capabilities: Capabilities,
-    databases: &mut Vec<Database>,
-) -> Result<Arc<ComponentRegistry<W>>, StartError> {
-    let db = connect(slot, &service.database_url, &config.connect).await?;
-    databases.push(db.clone());
-    let component = |source| StartError::Component { service: slot, source };
-    let registry = ComponentRegistry::<W>::new(
-        slot,
-        runtime.clone(),
-        db,
-        config.sql_limits,
-        capabilities,
-        config.max_component_bytes,
-    )
-    .await
-    .map_err(component)?;
-    let active = registry.bootstrap(&service.component).await.map_err(component)?;
-    tracing::info!(service = slot, version = %active.version, source = active.source.as_str(), "service ready");
-    Ok(Arc::new(registry))
+pub struct ServiceHost {
+    product: Option<Arc<ProductModule>>,
+    account: Option<Arc<AccountModule>>,
+    modules: Vec<Arc<dyn ServiceModule>>,
+    registry: Arc<Registry>,
+    /// Stops background work (drainers, sweepers) when the host goes.
+    background: CancellationToken,
+    verifier: Option<Verifier>,
+    databases: Vec<Database>,
+    /// Largest component a deploy may upload.
+    max_component_bytes: usize,
 }
 
 impl ServiceHost {
     pub async fn build(config: HostConfig) -> Result<Self, StartError> {
         let runtime = Runtime::new(config.runtime.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let mut databases = Vec::new();
+        let store_db = connect("components", &config.components_database_url, &config.connect).await?;
+        let store = ComponentStore::open(store_db.clone()).await?;
+        let registry = Registry::new(runtime, store, config.compiled_cache_bytes);
+        let mut host = HostContext { config, registry: registry.clone(), databases: vec![store_db] };
 
-        let mut credentials = None;
-        let mut account = None;
-        if let Some(accounts) = &config.account {
-            let private = ConnectOptions { private: true, ..config.connect.clone() };
-            let store = connect("credentials", &accounts.credentials_database_url, &private).await?;
-            databases.push(store.clone());
-            let creds = Credentials::open(store, accounts.credentials.clone()).await?;
-            let capabilities = Capabilities { credentials: Some(creds.clone()), search: None };
-            account =
-                Some(open_slot("account", &runtime, &config, &accounts.service, capabilities, &mut databases).await?);
-            credentials = Some(creds);
-        }
+        // The configured modules, in start order.
+        let account = match host.config.account.clone() {
+            Some(c) => Some(Arc::new(AccountModule::build(&c, &mut host).await?)),
+            None => None,
+        };
+        let product = match host.config.product.clone() {
+            Some(c) => Some(Arc::new(ProductModule::build(&c, &mut host).await?)),
+            None => None,
+        };
+        let mut modules: Vec<Arc<dyn ServiceModule>> = Vec::new();
+        modules.extend(account.clone().map(|m| m as Arc<dyn ServiceModule>));
+        modules.extend(product.clone().map(|m| m as Arc<dyn ServiceModule>));
+
         let background = CancellationToken::new();
-        if let Some(credentials) = &credentials {
-            credentials.spawn_sweeper(background.clone());
+        for module in &modules {
+            module.spawn_background(&background);
         }
-        let mut product = None;
-        let mut search = None;
-        if let Some(products) = &config.product {
-            let service = SearchService::new(products.search.backend()?);
-            let capabilities = Capabilities { credentials: None, search: Some(service.clone()) };
-            let registry = open_slot::<ProductWorld>(
-                "product",
-                &runtime,
-                &config,
-                &products.service,
-                capabilities,
-                &mut databases,
-            )
-            .await?;
-            let db = registry.database().clone();
-            outbox::ensure_table(&db).await.map_err(|e| StartError::Search(format!("outbox: {e:?}")))?;
-            let documents = Arc::new(ProductDocuments(registry.clone()));
-            // An unreachable engine must not keep the service from taking
-            // writes: they wait in the outbox. Index setup retries until it
-            // succeeds.
-            if let Err(e) = rebuild::ensure_indexes(service.clone(), documents.clone()).await {
-                tracing::warn!(error = %e, "search engine not ready; product writes are kept in the outbox until it is");
-                tokio::spawn(rebuild::ensure_indexes_until_ready(
-                    service.clone(),
-                    documents.clone(),
-                    background.clone(),
-                ));
-            }
-            outbox::spawn_drainer(db, service.clone(), background.clone());
-            search = Some((service, documents));
-            product = Some(registry);
-        }
-
         let public_key =
-            config.token_public_key.clone().or_else(|| credentials.as_ref().map(|c| c.public_key_pem().to_string()));
+            host.config.token_public_key.clone().or_else(|| modules.iter().find_map(|m| m.token_public_key()));
         let verifier =
             public_key.map(|pem| Verifier::new(&pem)).transpose().map_err(|e| StartError::PublicKey(e.to_string()))?;
-        Ok(Self { product, search, background, account, credentials, verifier, databases })
+        let max_component_bytes = host.config.max_component_bytes;
+        Ok(Self {
+            product,
+            account,
+            modules,
+            registry,
+            background,
+            verifier,
+            databases: host.databases,
+            max_component_bytes,
+        })
     }
 
-    pub fn product_registry(&self) -> Option<&Arc<ProductRegistry>> {
+    pub fn product(&self) -> Option<&Arc<ProductModule>> {
         self.product.as_ref()
     }
 
-    pub fn account_registry(&self) -> Option<&Arc<AccountRegistry>> {
+    pub fn account(&self) -> Option<&Arc<AccountModule>> {
         self.account.as_ref()
     }
 
-    /// The product service's search engine.
-    pub fn product_search(&self) -> Option<&Arc<SearchService>> {
-        self.search.as_ref().map(|(s, _)| s)
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Serves until `shutdown` resolves, then closes the databases.
@@ -271,42 +281,24 @@ impl ServiceHost {
             .map_err(|e| StartError::Reflection(e.to_string()))?;
 
         let auth = Authenticator::new(self.verifier.clone());
-        let mut admin = AdminApi::default();
-        let product_service = self.product.clone().map(|registry| {
-            admin = std::mem::take(&mut admin).with_slot("product", registry.clone());
-            ProductServiceServer::new(ProductApi::new(registry, auth.clone()))
-        });
-        if product_service.is_some() {
-            health.set_serving::<ProductServiceServer<ProductApi>>().await;
+        let mut planes = Planes::default();
+        for module in &self.modules {
+            module.register(&auth, &mut planes);
         }
-        let (account_service, operator_service) = match (self.account.clone(), self.credentials.clone()) {
-            (Some(registry), Some(credentials)) => {
-                admin = std::mem::take(&mut admin).with_slot("account", registry.clone());
-                let account_auth = auth.clone().checking_sessions(credentials);
-                (
-                    Some(AccountServiceServer::new(AccountApi::new(registry.clone(), account_auth))),
-                    Some(OperatorServer::new(OperatorApi::new(registry))),
-                )
-            }
-            _ => (None, None),
-        };
-        if account_service.is_some() {
-            health.set_serving::<AccountServiceServer<AccountApi>>().await;
+        for name in &planes.health {
+            health.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
         }
-        let admin_service =
-            ComponentAdminServer::new(admin).max_decoding_message_size(DEFAULT_MAX_COMPONENT_BYTES + (1 << 20));
-        let search_admin = self.search.clone().map(|(service, documents)| {
-            SearchAdminServer::new(SearchAdminApi::default().with_index("products", service, documents))
-        });
-
-        let result = tonic::transport::Server::builder()
-            .add_service(health_service)
+        let Planes { mut grpc, components, indexes, .. } = planes;
+        grpc.add_service(health_service)
             .add_service(reflection)
-            .add_service(admin_service)
-            .add_optional_service(product_service)
-            .add_optional_service(account_service)
-            .add_optional_service(operator_service)
-            .add_optional_service(search_admin)
+            .add_service(
+                ComponentAdminServer::new(components).max_decoding_message_size(self.max_component_bytes + (1 << 20)),
+            )
+            .add_service(SearchAdminServer::new(indexes));
+        // One listener for now; the admin plane moves to its own with the
+        // security hardening (issue 9).
+        let result = tonic::transport::Server::builder()
+            .add_routes(grpc.routes())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         self.background.cancel();

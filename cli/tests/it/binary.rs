@@ -36,6 +36,7 @@ fn serve(dir: &std::path::Path) -> (std::process::Child, String, std::sync::mpsc
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let Ok(line) = log.recv_timeout(left) else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("no GraphQL address logged; the log was:\n{}", seen.join("\n"));
         };
         if let Some(rest) = line.split("GraphQL at ").nth(1) {

@@ -18,7 +18,7 @@ async fn traps_loops_and_memory_hogs_fail_alone() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let real = app.active_version().await;
     let kept = create_product(&app, product_input("Survivor", 500, 1)).await;
-    let faulty = app.deploy(components::FAULTY_PRODUCT.to_vec()).await;
+    let faulty = app.deploy(polyscale_test_components::FAULTY_PRODUCT.to_vec()).await;
     assert!(faulty.active);
 
     // Each failure is a clean error for that request...

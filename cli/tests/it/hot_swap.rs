@@ -82,7 +82,7 @@ async fn swap_under_load_loses_no_request() {
 #[tokio::test]
 async fn calls_in_flight_finish_on_their_version() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let a = app.deploy(variant(components::FAULTY_PRODUCT, "a")).await;
+    let a = app.deploy(variant(polyscale_test_components::FAULTY_PRODUCT, "a")).await;
 
     // A call that takes ~300 ms starts on version A...
     let mut slow_client = app.products().await;
@@ -90,7 +90,7 @@ async fn calls_in_flight_finish_on_their_version() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // ...B becomes active while it runs...
-    let b = app.deploy(variant(components::FAULTY_PRODUCT, "b")).await;
+    let b = app.deploy(variant(polyscale_test_components::FAULTY_PRODUCT, "b")).await;
     let mut client = app.products().await;
     let after = client.get_product(pb::GetProductRequest { id: "quick".into() }).await.unwrap();
     assert_eq!(served_by(&after), b.version);

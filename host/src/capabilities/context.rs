@@ -1,8 +1,22 @@
-//! `context`: the facts of the call in progress.
+//! `context` (and the type-only `types`): the facts of the call in
+//! progress, read from the call's [`CallInfo`].
 
-use crate::bindings::context::{CallContext, Host, Principal};
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::context::{self, CallContext, Host, Principal};
 use crate::bindings::types;
-use crate::runtime::CallInfo;
+use crate::call::CallInfo;
+
+/// Store data that knows the call it serves. `logging` needs it too.
+pub trait ContextView: Send {
+    fn call_info(&mut self) -> &mut CallInfo;
+}
+
+/// Links `polyscale:commerce/types` and `polyscale:commerce/context`.
+pub fn add_to_linker<T: ContextView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    types::add_to_linker::<T, HasSelf<CallInfo>>(linker, |t| t.call_info())?;
+    context::add_to_linker::<T, HasSelf<CallInfo>>(linker, |t| t.call_info())
+}
 
 impl Host for CallInfo {
     fn current(&mut self) -> wasmtime::Result<CallContext> {

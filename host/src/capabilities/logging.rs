@@ -1,8 +1,17 @@
 //! `logging`: guest log lines into the host's tracing, tagged with
 //! component, version and request id. Bounded per call.
 
-use crate::bindings::logging::{Host, Level};
-use crate::runtime::CallInfo;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::context::ContextView;
+use crate::bindings::logging::{self, Host, Level};
+use crate::call::CallInfo;
+
+/// Links `polyscale:commerce/logging`; lines are tagged with the call's
+/// facts.
+pub fn add_to_linker<T: ContextView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    logging::add_to_linker::<T, HasSelf<CallInfo>>(linker, |t| t.call_info())
+}
 
 /// Lines one call may log; the rest are dropped (with one warning).
 const MAX_LINES_PER_CALL: u32 = 1000;

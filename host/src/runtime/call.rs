@@ -1,64 +1,10 @@
-//! Who a call is for, and how a failed call is reported.
+//! How a failed call is reported.
 
 use std::time::Duration;
 
 use wasmtime::Trap;
 
 use super::MemoryLimitExceeded;
-
-pub use crate::bindings::context::Role;
-
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub account_id: String,
-    pub roles: Vec<Role>,
-    /// The session of the caller's access token; none for operators.
-    pub session_id: Option<String>,
-}
-
-impl Caller {
-    /// The host's operator (admin port), acting as an admin.
-    pub fn operator() -> Self {
-        Self { account_id: "operator".into(), roles: vec![Role::Admin], session_id: None }
-    }
-}
-
-/// Facts about one component call, visible to the component through the
-/// `context` interface and to the host's logs.
-#[derive(Debug, Clone)]
-pub struct CallInfo {
-    pub request_id: String,
-    pub caller: Option<Caller>,
-    /// Milliseconds since the Unix epoch when the host accepted the call.
-    pub now_ms: i64,
-    /// The end client's address as the gateway saw it ("unknown" if not
-    /// given); used for throttling, not shown to components.
-    pub client_address: String,
-    /// The component slot ("product") and version serving the call.
-    pub component: String,
-    pub version: String,
-    /// Guest log lines emitted so far (bounded per call).
-    pub(crate) log_lines: u32,
-}
-
-impl CallInfo {
-    pub fn new(request_id: impl Into<String>, caller: Option<Caller>) -> Self {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        Self {
-            request_id: request_id.into(),
-            caller,
-            now_ms,
-            client_address: "unknown".into(),
-            component: String::new(),
-            version: String::new(),
-            log_lines: 0,
-        }
-    }
-}
 
 /// Why a component call produced no answer. The component's own expected
 /// errors are not here: they are its WIT `result`.
@@ -74,6 +20,8 @@ pub enum CallError {
     Trapped(String),
     #[error("the host is at capacity: {0}")]
     Overloaded(String),
+    #[error("the component cannot be loaded now: {0}")]
+    Unavailable(String),
 }
 
 impl CallError {

@@ -1,5 +1,7 @@
-//! The Wasm runtime: one [`wasmtime::Engine`] per process, per-call stores
-//! and the limits every call runs under.
+//! The Wasm runtime: one [`wasmtime::Engine`] per process, per-call stores,
+//! the limits every call runs under, and the invoker. It knows no
+//! capability: a store carries the capability state of its [`World`] as an
+//! opaque `C` ([`CallState`]).
 //!
 //! Every component call gets a fresh instance in a fresh [`Store`]
 //! (instantiated from a pre-linked `InstancePre` in the pooling allocator),
@@ -13,10 +15,13 @@
 mod call;
 mod engine;
 mod guest_output;
+mod invoke;
 mod limits;
 mod store;
+mod world;
 
-pub use call::{CallError, CallInfo, Caller, Role};
+pub use call::CallError;
 pub use engine::{EPOCH_TICK, Runtime, RuntimeConfig};
 pub use limits::{CallLimits, MemoryLimitExceeded, MemoryLimiter};
-pub use store::{Capabilities, StoreState};
+pub use store::CallState;
+pub use world::{BoxFuture, World, WorldStore};

@@ -9,7 +9,7 @@ use polyscale_proto::admin::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::status;
-use crate::registry::{ComponentRegistry, DeployError, DomainWorld, VersionInfo};
+use crate::registry::{DeployError, Deployable, ServiceSlot, VersionInfo};
 
 /// A component slot, whatever its world.
 #[tonic::async_trait]
@@ -20,15 +20,15 @@ pub trait ComponentSlot: Send + Sync {
 }
 
 #[tonic::async_trait]
-impl<W: DomainWorld> ComponentSlot for ComponentRegistry<W> {
+impl<W: Deployable> ComponentSlot for ServiceSlot<W> {
     async fn deploy(&self, wasm: &[u8], activate: bool) -> Result<VersionInfo, DeployError> {
-        ComponentRegistry::deploy(self, wasm, activate).await
+        ServiceSlot::deploy(self, wasm, activate).await
     }
     async fn activate(&self, version: &str) -> Result<VersionInfo, DeployError> {
-        ComponentRegistry::activate(self, version).await
+        ServiceSlot::activate(self, version).await
     }
     async fn versions(&self) -> Result<Vec<(VersionInfo, bool)>, DeployError> {
-        ComponentRegistry::versions(self).await
+        ServiceSlot::versions(self).await
     }
 }
 
@@ -53,9 +53,9 @@ impl AdminApi {
 
 fn version_pb(info: VersionInfo, active: bool) -> pb::ComponentVersion {
     pb::ComponentVersion {
-        component: info.component,
+        component: info.slot.kind,
+        sha256: info.version.clone(),
         version: info.version,
-        sha256: info.sha256,
         size_bytes: info.size_bytes,
         source: info.source.as_str().to_string(),
         created_at_ms: info.created_at_ms,

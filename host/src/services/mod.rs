@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod module;
 pub mod operator;
 pub mod product;
 pub mod search_admin;
@@ -17,12 +18,11 @@ use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use wasmtime::Store;
-
 use crate::bindings::types::DomainError;
+use crate::call::{CallInfo, Caller, Role};
 use crate::capabilities::credentials::Credentials;
-use crate::registry::{BoxFuture, ComponentRegistry, DomainWorld, Served};
-use crate::runtime::{CallInfo, Caller, Role, StoreState};
+use crate::registry::{Deployable, Served, ServiceSlot};
+use crate::runtime::{BoxFuture, WorldStore};
 
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -130,20 +130,17 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 /// Calls the active version of a domain component and maps both kinds of
 /// failure, the call's (trap, timeout, no version) and the domain's typed
 /// error, to a `Status`.
-pub(crate) async fn call_domain<W: DomainWorld, T, F>(
-    registry: &ComponentRegistry<W>,
+pub(crate) async fn call_domain<W: Deployable, T, F>(
+    slot: &ServiceSlot<W>,
     info: CallInfo,
     timeout: Option<Duration>,
     f: F,
 ) -> Result<Served<T>, Status>
 where
-    F: for<'a> FnOnce(
-        &'a W::Exports,
-        &'a mut Store<StoreState>,
-    ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+    F: for<'a> FnOnce(&'a W::Exports, &'a mut WorldStore<W>) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
 {
     let request_id = info.request_id.clone();
-    let served = registry.call(info, timeout, f).await.map_err(|e| status::call_error(e, &request_id))?;
+    let served = slot.call(info, timeout, f).await.map_err(|e| status::call_error(e, &request_id))?;
     match served.value {
         Ok(value) => Ok(Served { value, version: served.version }),
         Err(e) => Err(status::domain_error(e, &request_id)),

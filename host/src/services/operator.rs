@@ -7,15 +7,15 @@ use pb::operator_server::Operator;
 use polyscale_proto::admin::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::account::{AccountRegistry, invoke};
-use crate::runtime::{CallInfo, Caller};
+use super::account::{AccountSlot, invoke};
+use crate::call::{CallInfo, Caller};
 
 pub struct OperatorApi {
-    accounts: Arc<AccountRegistry>,
+    accounts: Arc<AccountSlot>,
 }
 
 impl OperatorApi {
-    pub fn new(accounts: Arc<AccountRegistry>) -> Self {
+    pub fn new(accounts: Arc<AccountSlot>) -> Self {
         Self { accounts }
     }
 }

@@ -68,6 +68,10 @@ pub fn call_error(e: CallError, request_id: &str) -> Status {
         CallError::Overloaded(_) => {
             with_reason(Code::Unavailable, "OVERLOADED", "the service is at capacity; retry later")
         }
+        CallError::Unavailable(detail) => {
+            tracing::error!(request_id, error = %detail, "component could not be loaded");
+            with_reason(Code::Unavailable, "UNAVAILABLE", "the service is unavailable; retry later")
+        }
         CallError::Trapped(detail) => {
             tracing::error!(request_id, error = %detail, "component trapped");
             with_reason(Code::Internal, "COMPONENT_FAILED", format!("internal error (request {request_id})"))

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polyscale_host::bindings::credentials::{CredentialsError, Host};
-use polyscale_host::capabilities::credentials::{Credentials, CredentialsConfig, CredentialsView, Swept};
-use polyscale_host::capabilities::sql::Database;
+use polyscale_host::capabilities::credentials::{Credentials, CredentialsConfig, CredentialsCtxView, Swept};
+use polyscale_host::database::Database;
 
 use crate::on_both;
 
@@ -24,7 +24,7 @@ fn now_ms() -> i64 {
 on_both!(sweeping_ended_sessions_changes_no_answer_, sweeping_ended_sessions_changes_no_answer);
 async fn sweeping_ended_sessions_changes_no_answer(db: Database) {
     let credentials = open(db).await;
-    let mut cap = CredentialsView { shared: Some(&credentials), client: "203.0.113.7" };
+    let mut cap = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
 
     // Session A stays live with a spent token; session B is logged out.
     let a0 = cap.start_session("acct-1".into()).await.unwrap().unwrap();
@@ -60,7 +60,7 @@ async fn sweeping_ended_sessions_changes_no_answer(db: Database) {
 on_both!(sweeping_throttle_counts_keeps_live_ones_, sweeping_throttle_counts_keeps_live_ones);
 async fn sweeping_throttle_counts_keeps_live_ones(db: Database) {
     let credentials = open(db).await;
-    let mut cap = CredentialsView { shared: Some(&credentials), client: "198.51.100.4" };
+    let mut cap = CredentialsCtxView { credentials: &credentials, client: "198.51.100.4" };
     cap.set_password("acct-1".into(), "correct horse battery staple".into()).await.unwrap().unwrap();
     let mut throttled = false;
     for _ in 0..8 {

@@ -6,8 +6,9 @@ mod elasticsearch_requests;
 mod migrations;
 mod search;
 mod sql;
+mod worlds;
 
-use polyscale_host::capabilities::sql::{ConnectOptions, Database};
+use polyscale_host::database::{ConnectOptions, Database};
 use polyscale_testkit::pg::{TestDatabase, fresh_database};
 
 /// A database of each kind for one test; keeps its backing file or

@@ -1,7 +1,8 @@
 //! Applying component migrations.
 
-use polyscale_host::capabilities::sql::{Database, SqlLimits, Value};
-use polyscale_host::registry::{Migration, MigrationError, apply_migrations};
+use polyscale_host::capabilities::sql::guard;
+use polyscale_host::database::migrations::{self, Migration, MigrationError};
+use polyscale_host::database::{Database, SqlLimits, Value};
 
 use crate::on_both;
 
@@ -10,7 +11,18 @@ fn migration(version: u32, statements: &[&str]) -> Migration {
 }
 
 async fn ready(db: &Database) {
-    polyscale_host::registry::ensure_migrations_table(db).await.unwrap();
+    migrations::ensure_table(db).await.unwrap();
+}
+
+/// Applies as the host applies a component's migrations: through the
+/// `sql` guard.
+async fn apply_migrations(
+    db: &Database,
+    component: &str,
+    wanted: &[Migration],
+    limits: &SqlLimits,
+) -> Result<Vec<u32>, MigrationError> {
+    migrations::apply(db, component, wanted, limits, |d, s, l| guard::check(d, s, &[], l)).await
 }
 
 async fn tables(db: &Database) -> i64 {

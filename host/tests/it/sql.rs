@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use polyscale_host::capabilities::sql::{
-    ConnectOptions, ConstraintKind, Database, Dialect, SqlError, SqlLimits, Value, guard,
-};
+use polyscale_host::capabilities::sql::guard;
+use polyscale_host::database::{ConnectOptions, ConstraintKind, Database, Dialect, SqlError, SqlLimits, Value};
 use polyscale_testkit::pg::PgCluster;
 
 use crate::on_both;

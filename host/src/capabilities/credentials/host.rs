@@ -2,35 +2,39 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::HasData;
+use wasmtime::component::{HasData, Linker};
 
 use super::sessions::{self, Rotation};
 use super::throttle::{self, Keys};
 use super::{Credentials, CredentialsError, now_ms, unavailable};
 use crate::bindings::context::Role;
-use crate::bindings::credentials::{AccessToken, Host, RefreshToken};
+use crate::bindings::credentials::{self, AccessToken, Host, RefreshToken};
 
-/// What the credentials host functions see: the shared state and the
-/// address of the client the call is for.
-pub struct CredentialsView<'a> {
-    pub shared: Option<&'a Arc<Credentials>>,
+/// What the credentials host functions see: the shared credentials store
+/// and the address of the client the call is for (for throttling).
+pub struct CredentialsCtxView<'a> {
+    pub credentials: &'a Arc<Credentials>,
     pub client: &'a str,
 }
 
-/// Marker for `add_to_linker`.
-pub struct CredentialsCap;
+/// Store data that carries the `credentials` capability.
+pub trait CredentialsView: Send {
+    fn credentials(&mut self) -> CredentialsCtxView<'_>;
+}
 
-impl HasData for CredentialsCap {
-    type Data<'a> = CredentialsView<'a>;
+struct HasCredentials;
+
+impl HasData for HasCredentials {
+    type Data<'a> = CredentialsCtxView<'a>;
+}
+
+/// Links `polyscale:commerce/credentials` for any store data with a
+/// [`CredentialsView`].
+pub fn add_to_linker<T: CredentialsView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    credentials::add_to_linker::<T, HasCredentials>(linker, |t| t.credentials())
 }
 
 type Answer<T> = wasmtime::Result<Result<T, CredentialsError>>;
-
-impl CredentialsView<'_> {
-    fn shared(&self) -> wasmtime::Result<&Arc<Credentials>> {
-        self.shared.ok_or_else(|| wasmtime::format_err!("credentials capability used without a credentials store"))
-    }
-}
 
 fn refresh_token(t: sessions::NewRefreshToken) -> RefreshToken {
     RefreshToken { token: t.token, expires_at_ms: t.expires_at_ms, session_id: t.session_id }
@@ -49,9 +53,9 @@ fn auth_role(role: Role) -> polyscale_auth::Role {
 /// misbehaving component can ask for).
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-impl Host for CredentialsView<'_> {
+impl Host for CredentialsCtxView<'_> {
     async fn set_password(&mut self, account_id: String, password: String) -> Answer<()> {
-        let c = self.shared()?;
+        let c = self.credentials;
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(wasmtime::format_err!("password over {MAX_PASSWORD_BYTES} bytes"));
         }
@@ -68,7 +72,7 @@ impl Host for CredentialsView<'_> {
     }
 
     async fn verify_password(&mut self, account_id: Option<String>, password: String) -> Answer<()> {
-        let c = self.shared()?.clone();
+        let c = self.credentials.clone();
         let keys = Keys::new(&c.config.throttle, account_id.as_deref(), self.client);
         match throttle::wait(&c.store, &keys).await {
             Ok(Some(ms)) => return Ok(Err(CredentialsError::Throttled(ms))),
@@ -82,7 +86,7 @@ impl Host for CredentialsView<'_> {
                 .await
             {
                 Ok(rows) => rows.rows.into_iter().next().and_then(|mut r| r.pop()).and_then(|v| match v {
-                    crate::capabilities::sql::Value::Text(h) => Some(h),
+                    crate::database::Value::Text(h) => Some(h),
                     _ => None,
                 }),
                 Err(e) => return Ok(Err(unavailable(e))),
@@ -109,13 +113,13 @@ impl Host for CredentialsView<'_> {
     }
 
     async fn start_session(&mut self, account_id: String) -> Answer<RefreshToken> {
-        let c = self.shared()?;
+        let c = self.credentials;
         let ttl = c.config.refresh_ttl.as_millis() as i64;
         Ok(sessions::start(&c.store, &account_id, ttl).await.map(refresh_token).map_err(unavailable))
     }
 
     async fn rotate_session(&mut self, token: String) -> Answer<(String, RefreshToken)> {
-        let c = self.shared()?;
+        let c = self.credentials;
         let ttl = c.config.refresh_ttl.as_millis() as i64;
         Ok(match sessions::rotate(&c.store, &token, ttl).await {
             Ok(Rotation::Rotated { account_id, token }) => Ok((account_id, refresh_token(token))),
@@ -129,12 +133,12 @@ impl Host for CredentialsView<'_> {
     }
 
     async fn end_session(&mut self, token: String) -> Answer<()> {
-        let c = self.shared()?;
+        let c = self.credentials;
         Ok(sessions::end(&c.store, &token).await.map_err(unavailable))
     }
 
     async fn end_other_sessions(&mut self, account_id: String, keep: Option<String>) -> Answer<()> {
-        let c = self.shared()?;
+        let c = self.credentials;
         Ok(sessions::end_others(&c.store, &account_id, keep.as_deref()).await.map(|_| ()).map_err(unavailable))
     }
 
@@ -144,7 +148,7 @@ impl Host for CredentialsView<'_> {
         roles: Vec<Role>,
         session_id: String,
     ) -> Answer<AccessToken> {
-        let c = self.shared()?;
+        let c = self.credentials;
         let roles: Vec<polyscale_auth::Role> = roles.into_iter().map(auth_role).collect();
         let (token, exp) =
             c.signer.issue(&account_id, &session_id, &roles).map_err(|e| wasmtime::format_err!("{e}"))?;

@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use host::{CredentialsCap, CredentialsView};
+pub use host::{CredentialsCtxView, CredentialsView, add_to_linker};
 pub use passwords::{Argon2Params, PasswordHasher};
 use polyscale_auth::{KeyPair, Signer};
 pub use sessions::NewRefreshToken;
 pub use throttle::{ThrottlePolicy, ThrottleRule};
 
 pub use crate::bindings::credentials::CredentialsError;
-use crate::capabilities::sql::{Database, SqlError, SqlLimits};
-use crate::registry::{Migration, MigrationError, apply_migrations, ensure_migrations_table};
+use crate::database::migrations::{self, Migration, MigrationError};
+use crate::database::{Database, SqlError, SqlLimits};
 
 #[derive(Clone)]
 pub struct CredentialsConfig {
@@ -129,8 +129,7 @@ fn schema() -> Vec<Migration> {
 
 impl Credentials {
     pub async fn open(store: Database, config: CredentialsConfig) -> Result<Arc<Self>, CredentialsSetupError> {
-        ensure_migrations_table(&store).await.map_err(CredentialsSetupError::Store)?;
-        apply_migrations(&store, "credentials", &schema(), &SqlLimits::default()).await?;
+        migrations::apply(&store, "credentials", &schema(), &SqlLimits::default(), migrations::trusted).await?;
         let signer = Signer::new(&config.keys, config.access_ttl)?;
         let hasher = PasswordHasher::new(config.argon2);
         Ok(Arc::new(Self { store, hasher, signer, config }))
@@ -181,7 +180,7 @@ impl Credentials {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    crate::runtime::CallInfo::new("", None).now_ms
+    crate::clock::now_ms()
 }
 
 fn unavailable(e: SqlError) -> CredentialsError {

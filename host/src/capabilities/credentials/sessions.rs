@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::now_ms;
-use crate::capabilities::sql::{Database, SqlError, SqlLimits, Transaction, Value, in_transaction};
+use crate::database::{Database, SqlError, SqlLimits, Transaction, Value, in_transaction};
 
 /// Prefix that lets secret scanners recognise a leaked token.
 const PREFIX: &str = "psr_";

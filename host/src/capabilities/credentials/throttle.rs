@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::now_ms;
-use crate::capabilities::sql::{Database, SqlError, SqlLimits, Value};
+use crate::database::{Database, SqlError, SqlLimits, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleRule {

@@ -2,33 +2,41 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::{IndexOp, Query, Results, SearchError, SearchService, limits, outbox};
-use crate::bindings::search::{Document, Host};
-use crate::capabilities::sql::Transaction;
+use crate::bindings::search::{self, Document, Host};
+use crate::database::Transaction;
 
-pub struct SearchView<'a> {
-    pub service: Option<&'a Arc<SearchService>>,
+/// What the `search` host functions see: the slot's search service and the
+/// store's resource table (index changes join an open `sql` transaction).
+pub struct SearchCtxView<'a> {
+    pub service: &'a Arc<SearchService>,
     pub table: &'a mut ResourceTable,
 }
 
-/// Marker for `add_to_linker`.
-pub struct SearchCap;
+/// Store data that carries the `search` capability.
+pub trait SearchView: Send {
+    fn search(&mut self) -> SearchCtxView<'_>;
+}
 
-impl HasData for SearchCap {
-    type Data<'a> = SearchView<'a>;
+struct HasSearch;
+
+impl HasData for HasSearch {
+    type Data<'a> = SearchCtxView<'a>;
+}
+
+/// Links `polyscale:commerce/search` for any store data with a
+/// [`SearchView`].
+pub fn add_to_linker<T: SearchView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    search::add_to_linker::<T, HasSearch>(linker, |t| t.search())
 }
 
 type Answer<T> = wasmtime::Result<Result<T, SearchError>>;
 
-impl SearchView<'_> {
-    fn service(&self) -> wasmtime::Result<&Arc<SearchService>> {
-        self.service.ok_or_else(|| wasmtime::format_err!("search capability used without a search engine"))
-    }
-
+impl SearchCtxView<'_> {
     async fn enqueue(&mut self, tx: Resource<Transaction>, index: String, op: IndexOp) -> Answer<()> {
-        let service = self.service()?.clone();
+        let service = self.service.clone();
         let transaction = self.table.get_mut(&tx)?;
         match outbox::enqueue(transaction, &index, &op).await {
             Ok(()) => {
@@ -40,9 +48,9 @@ impl SearchView<'_> {
     }
 }
 
-impl Host for SearchView<'_> {
+impl Host for SearchCtxView<'_> {
     async fn search(&mut self, q: Query) -> Answer<Results> {
-        let service = self.service()?;
+        let service = self.service;
         if q.first == 0 || q.first > limits::MAX_PAGE {
             return Ok(Err(SearchError::InvalidQuery(format!("first must be between 1 and {}", limits::MAX_PAGE))));
         }
@@ -50,7 +58,7 @@ impl Host for SearchView<'_> {
     }
 
     async fn suggest(&mut self, index: String, field: String, prefix: String, limit: u32) -> Answer<Vec<String>> {
-        let service = self.service()?;
+        let service = self.service;
         Ok(service.backend.suggest(&index, &field, &prefix, limit.min(limits::MAX_SUGGESTIONS)).await)
     }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-pub use host::{SearchCap, SearchView};
+pub use host::{SearchCtxView, SearchView, add_to_linker};
 use serde_json::{Value as Json, json};
 use tokio::sync::Notify;
 

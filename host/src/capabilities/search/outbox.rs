@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{IndexOp, SearchService};
-use crate::capabilities::sql::{Database, Dialect, SqlError, SqlLimits, Transaction, Value};
+use crate::database::{Database, Dialect, SqlError, SqlLimits, Transaction, Value};
 
 const BATCH: i64 = 500;
 const POLL: Duration = Duration::from_millis(100);
@@ -44,7 +44,7 @@ pub async fn enqueue(tx: &mut Transaction, index: &str, op: &IndexOp) -> Result<
     let json = serde_json::to_string(op).map_err(|e| SqlError::Other(e.to_string()))?;
     tx.execute(
         "INSERT INTO _polyscale_search_outbox (index_name, op, enqueued_at_ms) VALUES ($1, $2, $3)",
-        &[Value::Text(index.into()), Value::Text(json), Value::Integer(crate::runtime::CallInfo::new("", None).now_ms)],
+        &[Value::Text(index.into()), Value::Text(json), Value::Integer(crate::clock::now_ms())],
     )
     .await?;
     Ok(())

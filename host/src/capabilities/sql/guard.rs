@@ -11,7 +11,7 @@
 //! store, a database no component connection ever opens. On PostgreSQL the
 //! boundary is the service's database role (see docs/operations.md).
 
-use super::{Dialect, SqlError, SqlLimits, Value};
+use crate::database::{Dialect, SqlError, SqlLimits, Value};
 
 /// Prefix of every table the host owns inside a component's database.
 pub const HOST_TABLE_PREFIX: &str = "_polyscale";

@@ -7,28 +7,31 @@ use std::sync::Arc;
 use pb::account_service_server::AccountService;
 use polyscale_proto::account::v1 as pb;
 use tonic::{Request, Response, Status};
-use wasmtime::Store;
 
+use pb::account_service_server::AccountServiceServer;
+use polyscale_proto::admin::v1::operator_server::OperatorServer;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+
+use super::module::{Planes, ServiceModule};
+use super::operator::OperatorApi;
 use super::{Authenticator, call_domain, respond};
 use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
-use crate::bindings::account::{AccountService as Exports, AccountServicePre};
 use crate::bindings::types::DomainError;
-use crate::registry::{BoxFuture, ComponentRegistry, Served, domain_world};
-use crate::runtime::{CallInfo, StoreState};
+use crate::call::CallInfo;
+use crate::capabilities::credentials::Credentials;
+use crate::registry::{Served, ServiceSlot};
+use crate::runtime::{BoxFuture, WorldStore};
+use crate::server::{AccountServiceConfig, HostContext, StartError};
+use crate::worlds::account::AccountShared;
+pub use crate::worlds::account::AccountWorld;
 
-domain_world!(
-    /// The `account-service` world.
-    AccountWorld,
-    Exports,
-    AccountServicePre,
-    [link_credentials]
-);
-
-pub type AccountRegistry = ComponentRegistry<AccountWorld>;
+/// The account service's component slot.
+pub type AccountSlot = ServiceSlot<AccountWorld>;
 
 /// Calls one `accounts` export with prepared call facts.
 pub(crate) async fn invoke<T, F>(
-    registry: &AccountRegistry,
+    slot: &AccountSlot,
     info: CallInfo,
     timeout: Option<std::time::Duration>,
     f: F,
@@ -36,31 +39,31 @@ pub(crate) async fn invoke<T, F>(
 where
     F: for<'a> FnOnce(
         &'a wit::Guest,
-        &'a mut Store<StoreState>,
+        &'a mut WorldStore<AccountWorld>,
     ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
 {
-    call_domain(registry, info, timeout, |exports, store| f(exports.polyscale_commerce_accounts(), store)).await
+    call_domain(slot, info, timeout, |exports, store| f(exports.polyscale_commerce_accounts(), store)).await
 }
 
 pub struct AccountApi {
-    registry: Arc<AccountRegistry>,
+    slot: Arc<AccountSlot>,
     auth: Authenticator,
 }
 
 impl AccountApi {
-    pub fn new(registry: Arc<AccountRegistry>, auth: Authenticator) -> Self {
-        Self { registry, auth }
+    pub fn new(slot: Arc<AccountSlot>, auth: Authenticator) -> Self {
+        Self { slot, auth }
     }
 
     async fn call<Req, T, F>(&self, request: &Request<Req>, f: F) -> Result<Served<T>, Status>
     where
         F: for<'a> FnOnce(
             &'a wit::Guest,
-            &'a mut Store<StoreState>,
+            &'a mut WorldStore<AccountWorld>,
         ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
     {
         let (info, timeout) = self.auth.call_info(request).await?;
-        invoke(&self.registry, info, timeout, f).await
+        invoke(&self.slot, info, timeout, f).await
     }
 }
 
@@ -159,5 +162,53 @@ impl AccountService for AccountApi {
             .call(&request, |a, s| Box::pin(async move { a.call_grant_merchant(s, &account_id, &store_name).await }))
             .await?;
         Ok(account_response(served))
+    }
+}
+
+/// The account service as a host module: its slot, the credentials store
+/// (and its sweeper) and the `Operator` admin service.
+pub struct AccountModule {
+    slot: Arc<AccountSlot>,
+}
+
+impl AccountModule {
+    pub async fn build(config: &AccountServiceConfig, host: &mut HostContext) -> Result<Self, StartError> {
+        let store = host.connect_private("credentials", &config.credentials_database_url).await?;
+        let credentials = Credentials::open(store, config.credentials.clone()).await?;
+        let db = host.connect("account", &config.service.database_url).await?;
+        let shared = AccountShared { db, sql_limits: host.config().sql_limits, credentials };
+        let slot = host.start_slot::<AccountWorld>("account", shared, &config.service.component).await?;
+        Ok(Self { slot })
+    }
+
+    pub fn slot(&self) -> &Arc<AccountSlot> {
+        &self.slot
+    }
+
+    fn credentials(&self) -> &Arc<Credentials> {
+        &self.slot.shared().credentials
+    }
+}
+
+impl ServiceModule for AccountModule {
+    fn name(&self) -> &'static str {
+        "account"
+    }
+
+    fn register(&self, auth: &Authenticator, planes: &mut Planes) {
+        // Logout and password changes take effect here at once.
+        let auth = auth.clone().checking_sessions(self.credentials().clone());
+        planes.grpc.add_service(AccountServiceServer::new(AccountApi::new(self.slot.clone(), auth)));
+        planes.health.push(<AccountServiceServer<AccountApi> as NamedService>::NAME);
+        planes.grpc.add_service(OperatorServer::new(OperatorApi::new(self.slot.clone())));
+        planes.add_slot(self.name(), self.slot.clone());
+    }
+
+    fn spawn_background(&self, stop: &CancellationToken) {
+        self.credentials().spawn_sweeper(stop.clone());
+    }
+
+    fn token_public_key(&self) -> Option<String> {
+        Some(self.credentials().public_key_pem().to_string())
     }
 }

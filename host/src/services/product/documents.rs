@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use super::ProductRegistry;
+use super::ProductSlot;
+use crate::call::CallInfo;
 use crate::capabilities::search::rebuild::DocumentSource;
 use crate::capabilities::search::{IndexOp, IndexSchema};
-use crate::runtime::CallInfo;
 
-pub struct ProductDocuments(pub Arc<ProductRegistry>);
+pub struct ProductDocuments(pub Arc<ProductSlot>);
 
 fn info() -> CallInfo {
     CallInfo::new(format!("search-rebuild-{}", uuid::Uuid::now_v7()), None)

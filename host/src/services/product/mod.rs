@@ -10,33 +10,33 @@ use std::sync::Arc;
 use pb::product_service_server::ProductService;
 use polyscale_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
-use wasmtime::Store;
 
+use pb::product_service_server::ProductServiceServer;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+
+use super::module::{Planes, ServiceModule};
 use super::{Authenticator, call_domain, respond};
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
-use crate::bindings::product::{ProductService as Exports, ProductServicePre};
 use crate::bindings::types::DomainError;
-use crate::registry::{BoxFuture, ComponentRegistry, Served, domain_world};
-use crate::runtime::StoreState;
+use crate::capabilities::search::{SearchService, outbox, rebuild};
+use crate::registry::{Served, ServiceSlot};
+use crate::runtime::{BoxFuture, WorldStore};
+use crate::server::{HostContext, ProductServiceConfig, StartError};
+use crate::worlds::product::ProductShared;
+pub use crate::worlds::product::ProductWorld;
 
-domain_world!(
-    /// The `product-service` world.
-    ProductWorld,
-    Exports,
-    ProductServicePre,
-    [link_search]
-);
-
-pub type ProductRegistry = ComponentRegistry<ProductWorld>;
+/// The product service's component slot.
+pub type ProductSlot = ServiceSlot<ProductWorld>;
 
 pub struct ProductApi {
-    registry: Arc<ProductRegistry>,
+    slot: Arc<ProductSlot>,
     auth: Authenticator,
 }
 
 impl ProductApi {
-    pub fn new(registry: Arc<ProductRegistry>, auth: Authenticator) -> Self {
-        Self { registry, auth }
+    pub fn new(slot: Arc<ProductSlot>, auth: Authenticator) -> Self {
+        Self { slot, auth }
     }
 
     /// Calls one `products` export and maps both kinds of failure.
@@ -44,12 +44,11 @@ impl ProductApi {
     where
         F: for<'a> FnOnce(
             &'a wit::Guest,
-            &'a mut Store<StoreState>,
+            &'a mut WorldStore<ProductWorld>,
         ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
     {
         let (info, timeout) = self.auth.call_info(request).await?;
-        call_domain(&self.registry, info, timeout, |exports, store| f(exports.polyscale_commerce_products(), store))
-            .await
+        call_domain(&self.slot, info, timeout, |exports, store| f(exports.polyscale_commerce_products(), store)).await
     }
 }
 
@@ -170,5 +169,64 @@ impl ProductService for ProductApi {
         let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_list_categories(s).await })).await?;
         let categories = served.value.into_iter().map(Into::into).collect();
         Ok(respond(pb::ListCategoriesResponse { categories }, &served.version))
+    }
+}
+
+/// The product service as a host module: its slot, search index and
+/// outbox drainer.
+pub struct ProductModule {
+    slot: Arc<ProductSlot>,
+    documents: Arc<ProductDocuments>,
+    /// Whether the indexes were ready at start (if not, a task retries).
+    indexes_ready: bool,
+}
+
+impl ProductModule {
+    pub async fn build(config: &ProductServiceConfig, host: &mut HostContext) -> Result<Self, StartError> {
+        let db = host.connect("product", &config.service.database_url).await?;
+        let search = SearchService::new(config.search.backend()?);
+        let shared = ProductShared { db: db.clone(), sql_limits: host.config().sql_limits, search: search.clone() };
+        let slot = host.start_slot::<ProductWorld>("product", shared, &config.service.component).await?;
+        outbox::ensure_table(&db).await.map_err(|e| StartError::Search(format!("outbox: {e:?}")))?;
+        let documents = Arc::new(ProductDocuments(slot.clone()));
+        // An unreachable engine must not keep the service from taking
+        // writes: they wait in the outbox, and index setup is retried.
+        let indexes_ready = match rebuild::ensure_indexes(search, documents.clone()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "search engine not ready; product writes are kept in the outbox until it is");
+                false
+            }
+        };
+        Ok(Self { slot, documents, indexes_ready })
+    }
+
+    pub fn slot(&self) -> &Arc<ProductSlot> {
+        &self.slot
+    }
+
+    pub fn search(&self) -> &Arc<SearchService> {
+        &self.slot.shared().search
+    }
+}
+
+impl ServiceModule for ProductModule {
+    fn name(&self) -> &'static str {
+        "product"
+    }
+
+    fn register(&self, auth: &Authenticator, planes: &mut Planes) {
+        planes.grpc.add_service(ProductServiceServer::new(ProductApi::new(self.slot.clone(), auth.clone())));
+        planes.health.push(<ProductServiceServer<ProductApi> as NamedService>::NAME);
+        planes.add_slot(self.name(), self.slot.clone());
+        planes.add_index("products", self.search().clone(), self.documents.clone());
+    }
+
+    fn spawn_background(&self, stop: &CancellationToken) {
+        let search = self.search().clone();
+        if !self.indexes_ready {
+            tokio::spawn(rebuild::ensure_indexes_until_ready(search.clone(), self.documents.clone(), stop.clone()));
+        }
+        outbox::spawn_drainer(self.slot.shared().db.clone(), search, stop.clone());
     }
 }

@@ -1,0 +1,63 @@
+//! The invoker: one call to one component version, in a fresh store under
+//! the limits of the slot's kind.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::{BoxFuture, CallError, CallLimits, CallState, EPOCH_TICK, Runtime, World, WorldStore};
+use crate::call::CallInfo;
+
+impl Runtime {
+    /// Instantiates `pre` in a fresh store (capabilities from `shared`) and
+    /// runs `f` on the instance. Bounded by `limits.timeout` (or `timeout`,
+    /// if shorter): an epoch deadline stops guest code, an outer timeout
+    /// stops a call stuck in host I/O. `info.component` and
+    /// `info.version` label the call's logs and metrics.
+    pub async fn invoke<W, T, F>(
+        &self,
+        pre: &W::Pre,
+        shared: &W::Shared,
+        info: CallInfo,
+        limits: &CallLimits,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<T, CallError>
+    where
+        W: World,
+        F: for<'a> FnOnce(&'a W::Exports, &'a mut WorldStore<W>) -> BoxFuture<'a, wasmtime::Result<T>>,
+    {
+        let timeout = timeout.map_or(limits.timeout, |t| t.min(limits.timeout));
+        let component = info.component.clone();
+        let version = info.version.clone();
+        let state = CallState::new(info, limits, W::caps(shared));
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64);
+        store.epoch_deadline_trap();
+
+        let started = Instant::now();
+        let work = async {
+            let exports = W::instantiate(pre, &mut store).await?;
+            f(&exports, &mut store).await
+        };
+        let outcome = match tokio::time::timeout(timeout + EPOCH_TICK * 2, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(CallError::from_wasm(e, timeout)),
+            Err(_) => Err(CallError::Timeout { timeout }),
+        };
+        let elapsed = started.elapsed();
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(CallError::Timeout { .. }) => "timeout",
+            Err(CallError::MemoryExhausted(_)) => "memory_exhausted",
+            Err(_) => "trap",
+        };
+        metrics::histogram!("polyscale_component_call_seconds", "component" => component.clone(), "outcome" => label)
+            .record(elapsed.as_secs_f64());
+        if let Err(e) = &outcome {
+            tracing::warn!(%component, %version, elapsed = ?elapsed, error = %e, "component call failed");
+        }
+        outcome
+    }
+}

@@ -1,0 +1,7 @@
+//! Builds the test-only guest components in `plugins/testing/`.
+
+use polyscale_guest_build::{Guest, embed};
+
+fn main() {
+    embed(&[Guest { name: "FAULTY_PRODUCT", package: "faulty-product-component", dir: "testing/faulty-product" }]);
+}

@@ -1,0 +1,10 @@
+//! Guest components for tests only, built from `plugins/testing/` by this
+//! crate's build script. Only test targets depend on this crate, so the
+//! host library exposes (and every host build compiles) real components
+//! only.
+//!
+//! - [`FAULTY_PRODUCT`]: a `product-service` component that traps, spins,
+//!   allocates without bound or works slowly on request (see its crate
+//!   docs).
+
+include!(concat!(env!("OUT_DIR"), "/components.rs"));

@@ -2,8 +2,9 @@
 //! capabilities and serves them over gRPC. Layers, lowest first (a module
 //! may use those below it, never those beside or above):
 //!
-//! - [`bindings`], [`call`], [`clock`], [`database`]: the generated WIT
-//!   types, the facts of a call, time, SQL access;
+//! - [`bindings`], [`contracts`], [`call`], [`clock`], [`database`]: the
+//!   generated WIT types and their conversions, the facts of a call, time,
+//!   SQL access;
 //! - [`runtime`] (engine, stores, limits, the invoker; knows no capability)
 //!   beside [`capabilities`] (one module per WIT interface; knows no
 //!   runtime or registry);
@@ -19,6 +20,7 @@ pub mod call;
 pub mod capabilities;
 pub mod clock;
 pub mod components;
+pub mod contracts;
 pub mod database;
 pub mod registry;
 pub mod runtime;

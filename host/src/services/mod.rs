@@ -71,15 +71,7 @@ impl Authenticator {
                 }
             }
         }
-        let roles = claims
-            .roles
-            .iter()
-            .map(|r| match r {
-                polyscale_auth::Role::Customer => Role::Customer,
-                polyscale_auth::Role::Merchant => Role::Merchant,
-                polyscale_auth::Role::Admin => Role::Admin,
-            })
-            .collect();
+        let roles = claims.roles.iter().copied().map(Role::from).collect();
         info.caller = Some(Caller { account_id: claims.sub, roles, session_id: Some(claims.sid) });
         Ok((info, timeout))
     }

@@ -40,14 +40,6 @@ fn refresh_token(t: sessions::NewRefreshToken) -> RefreshToken {
     RefreshToken { token: t.token, expires_at_ms: t.expires_at_ms, session_id: t.session_id }
 }
 
-fn auth_role(role: Role) -> polyscale_auth::Role {
-    match role {
-        Role::Customer => polyscale_auth::Role::Customer,
-        Role::Merchant => polyscale_auth::Role::Merchant,
-        Role::Admin => polyscale_auth::Role::Admin,
-    }
-}
-
 /// Passwords longer than this are refused before hashing (the account
 /// component's policy stops at 128 characters; this bounds the work a
 /// misbehaving component can ask for).
@@ -149,7 +141,7 @@ impl Host for CredentialsCtxView<'_> {
         session_id: String,
     ) -> Answer<AccessToken> {
         let c = self.credentials;
-        let roles: Vec<polyscale_auth::Role> = roles.into_iter().map(auth_role).collect();
+        let roles: Vec<polyscale_auth::Role> = roles.into_iter().map(polyscale_auth::Role::from).collect();
         let (token, exp) =
             c.signer.issue(&account_id, &session_id, &roles).map_err(|e| wasmtime::format_err!("{e}"))?;
         Ok(Ok(AccessToken { token, expires_at_ms: exp as i64 * 1000 }))

@@ -6,12 +6,7 @@ use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
 use crate::bindings::context::Role;
 
 fn role(r: Role) -> i32 {
-    let role = match r {
-        Role::Customer => pb::Role::Customer,
-        Role::Merchant => pb::Role::Merchant,
-        Role::Admin => pb::Role::Admin,
-    };
-    role as i32
+    pb::Role::from(r) as i32
 }
 
 fn address_out(a: wit::Address) -> pb::Address {

@@ -10,16 +10,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::routing::get;
-use polyscale_gateway::{Gateway, GatewayConfig};
+use std::time::Duration;
+
+use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits};
 use polyscale_host::capabilities::credentials::CredentialsConfig;
 use polyscale_host::components;
-use polyscale_host::runtime::RuntimeConfig;
+use polyscale_host::database::{ConnectOptions, SqlLimits};
+use polyscale_host::runtime::{CallLimits, RuntimeConfig};
 use polyscale_host::server::{
-    AccountServiceConfig, HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost, StartError,
+    self, AccountServiceConfig, HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost,
+    StartError,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Config, SearchEngine};
 use crate::{sample, telemetry};
 
 /// Adjusts the credentials configuration before the system starts.
@@ -48,6 +53,19 @@ pub struct EmbeddedConfig {
     pub runtime: RuntimeConfig,
     /// The product component to run on first start (default: built in).
     pub product_component: Option<Arc<[u8]>>,
+    /// The component store; defaults to `sqlite://DATA_DIR/components.db`.
+    pub components_database_url: Option<String>,
+    pub max_component_bytes: usize,
+    pub compiled_cache_bytes: u64,
+    pub sql_limits: SqlLimits,
+    pub connect: ConnectOptions,
+    pub graphql: GraphqlLimits,
+    /// Deadline of each gateway call to the services.
+    pub service_timeout: Duration,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub ended_session_retention: Duration,
+    pub sweep_every: Duration,
 }
 
 impl EmbeddedConfig {
@@ -66,7 +84,83 @@ impl EmbeddedConfig {
             search: None,
             sample_data: true,
             product_component: None,
+            components_database_url: None,
+            max_component_bytes: server::DEFAULT_MAX_COMPONENT_BYTES,
+            compiled_cache_bytes: server::DEFAULT_COMPILED_CACHE_BYTES,
+            sql_limits: SqlLimits::default(),
+            connect: ConnectOptions::default(),
+            graphql: GraphqlLimits::default(),
+            service_timeout: GatewayConfig::new("").service_timeout,
+            access_token_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            ended_session_retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_every: Duration::from_secs(3600),
         }
+    }
+
+    /// The embedded system the configuration describes.
+    pub fn from_config(config: &Config) -> Self {
+        let mut embedded = Self::new(&config.data_dir);
+        let r = &config.runtime;
+        embedded.runtime = RuntimeConfig {
+            max_concurrent_instances: r.max_concurrent_instances,
+            pool_max_memory_bytes: r.pool_max_memory_bytes,
+            keep_resident_bytes: r.keep_resident_bytes,
+            cache_dir: r.disk_cache.then(|| config.data_dir.join("cache")),
+            call_limits: CallLimits {
+                timeout: r.call_timeout,
+                max_memory_bytes: r.call_max_memory_bytes,
+                max_table_elements: r.call_max_table_elements,
+            },
+        };
+        embedded.listen = config.listen;
+        embedded.grpc_listen = config.grpc_listen;
+        embedded.sample_data = config.sample_data;
+        embedded.components_database_url = config.components.database_url.clone();
+        embedded.max_component_bytes = config.components.max_upload_bytes;
+        embedded.compiled_cache_bytes = config.components.compiled_cache_bytes;
+        let sql = &config.sql;
+        embedded.sql_limits = SqlLimits {
+            max_statement_bytes: sql.max_statement_bytes,
+            max_params: sql.max_params,
+            max_rows: sql.max_rows,
+            max_result_bytes: sql.max_result_bytes,
+        };
+        embedded.connect = ConnectOptions {
+            max_connections: sql.max_connections,
+            acquire_timeout: sql.acquire_timeout,
+            private: false,
+        };
+        embedded.product_database_url = config.product.database_url.clone();
+        let search = &config.product.search;
+        embedded.search = Some(match config.search_engine() {
+            SearchEngine::Elasticsearch => SearchEngineConfig::Elasticsearch {
+                url: search.url.clone().unwrap_or_default(),
+                index_prefix: search.index_prefix.clone(),
+            },
+            SearchEngine::Tantivy => SearchEngineConfig::Tantivy {
+                dir: search.dir.clone().unwrap_or_else(|| config.data_dir.join("search")),
+            },
+        });
+        let account = &config.account;
+        embedded.account_database_url = account.database_url.clone();
+        embedded.credentials_database_url = account.credentials_database_url.clone();
+        embedded.access_token_ttl = account.access_token_ttl;
+        embedded.refresh_token_ttl = account.refresh_token_ttl;
+        embedded.ended_session_retention = account.ended_session_retention;
+        embedded.sweep_every = account.sweep_every;
+        let gateway = &config.gateway;
+        embedded.trust_forwarded_for = gateway.trust_forwarded_for;
+        embedded.service_timeout = gateway.service_timeout;
+        embedded.graphql = GraphqlLimits {
+            max_body_bytes: gateway.max_body_bytes,
+            max_batch: gateway.max_batch,
+            max_depth: gateway.max_depth,
+            max_complexity: gateway.max_complexity,
+            max_aliases: gateway.max_aliases,
+            max_page_size: gateway.max_page_size,
+        };
+        embedded
     }
 }
 
@@ -120,10 +214,21 @@ impl Embedded {
         let keys =
             polyscale_auth::load_or_create_key_pair(&config.data_dir.join("keys").join("token-signing-key.pem"))?;
         let mut credentials = CredentialsConfig::new(keys.clone());
+        credentials.access_ttl = config.access_token_ttl;
+        credentials.refresh_ttl = config.refresh_token_ttl;
+        credentials.ended_session_retention = config.ended_session_retention;
+        credentials.sweep_every = config.sweep_every;
         if let Some(tune) = &config.credentials {
             tune(&mut credentials);
         }
-        let mut host_config = HostConfig::new(config.runtime.clone(), sqlite("components.db"));
+        let mut host_config = HostConfig::new(
+            config.runtime.clone(),
+            config.components_database_url.clone().unwrap_or_else(|| sqlite("components.db")),
+        );
+        host_config.connect = config.connect.clone();
+        host_config.sql_limits = config.sql_limits;
+        host_config.max_component_bytes = config.max_component_bytes;
+        host_config.compiled_cache_bytes = config.compiled_cache_bytes;
         host_config.product = Some(ProductServiceConfig {
             service: ServiceConfig {
                 database_url: config.product_database_url.clone().unwrap_or_else(|| sqlite("product.db")),
@@ -150,6 +255,8 @@ impl Embedded {
         let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
         gateway_config.trust_forwarded_for = config.trust_forwarded_for;
+        gateway_config.limits = config.graphql;
+        gateway_config.service_timeout = config.service_timeout;
         let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
         Ok(Self { host, gateway, http, grpc, config })
     }

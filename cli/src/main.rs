@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use polyscale::config::Config;
 use polyscale::embedded::{Embedded, EmbeddedConfig};
 use polyscale::telemetry;
 use polyscale_proto::admin::v1 as admin;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run everything in one process (SQLite + built-in components).
     Serve(ServeArgs),
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config(ServeArgs),
     /// Manage the component versions of a running service host.
     Component {
         #[command(subcommand)]
@@ -78,40 +81,95 @@ enum AccountsCommand {
     },
 }
 
+/// Where the configuration comes from: defaults (the embedded preset), a
+/// TOML file, `POLYSCALE_…` variables, then these flags (see
+/// docs/configuration.md).
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Where the databases and caches live.
-    #[arg(long, env = "POLYSCALE_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Public GraphQL address.
-    #[arg(long, env = "POLYSCALE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Internal gRPC address of the services and the component admin API.
-    #[arg(long, env = "POLYSCALE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
-    grpc_listen: SocketAddr,
-    /// Product database (default: SQLite in the data directory).
-    #[arg(long, env = "POLYSCALE_PRODUCT_DATABASE_URL")]
+    /// A TOML configuration file.
+    #[arg(long, env = "POLYSCALE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the databases and caches live (`data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Public GraphQL address (`listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Internal gRPC address of the services and the component admin API
+    /// (`grpc_listen`).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// Product database (`product.database_url`).
+    #[arg(long)]
     product_database_url: Option<String>,
-    /// Account database (default: SQLite in the data directory).
-    #[arg(long, env = "POLYSCALE_ACCOUNT_DATABASE_URL")]
+    /// Account database (`account.database_url`).
+    #[arg(long)]
     account_database_url: Option<String>,
-    /// Credentials store: password and session hashes (default: SQLite in
-    /// the data directory). Keep it apart from the account database.
-    #[arg(long, env = "POLYSCALE_CREDENTIALS_DATABASE_URL")]
+    /// Credentials store: password and session hashes
+    /// (`account.credentials_database_url`). Keep it apart from the account
+    /// database.
+    #[arg(long)]
     credentials_database_url: Option<String>,
-    /// Take client addresses from X-Forwarded-For (only behind a proxy you
-    /// trust to set it).
+    /// Take client addresses from X-Forwarded-For, only behind a proxy you
+    /// trust to set it (`gateway.trust_forwarded_for`).
     #[arg(long)]
     trust_forwarded_for: bool,
-    /// Search on Elasticsearch at this URL instead of the embedded Tantivy.
-    #[arg(long, env = "POLYSCALE_ELASTICSEARCH_URL")]
+    /// Search on Elasticsearch at this URL (`product.search.url`).
+    #[arg(long)]
     elasticsearch_url: Option<String>,
-    /// Prefix of the Elasticsearch index (alias) names.
-    #[arg(long, env = "POLYSCALE_ELASTICSEARCH_INDEX_PREFIX", default_value = "polyscale-")]
-    elasticsearch_index_prefix: String,
-    /// Do not load the sample catalog on first start.
+    /// Prefix of the Elasticsearch index names
+    /// (`product.search.index_prefix`).
+    #[arg(long)]
+    elasticsearch_index_prefix: Option<String>,
+    /// Do not load the sample catalog on first start (`sample_data`).
     #[arg(long)]
     no_sample_data: bool,
+    /// Any key, as KEY=VALUE (e.g. `--set runtime.call_timeout=5s`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The effective configuration.
+    fn load(&self) -> Result<Config> {
+        use figment::Figment;
+        use figment::providers::Serialized;
+        use figment::value::Value;
+        let mut flags = Figment::new();
+        let mut put =
+            |key: &str, value: Value| flags = std::mem::take(&mut flags).merge(Serialized::default(key, value));
+        if let Some(v) = &self.data_dir {
+            put("data_dir", v.display().to_string().into());
+        }
+        if let Some(v) = self.listen {
+            put("listen", v.to_string().into());
+        }
+        if let Some(v) = self.grpc_listen {
+            put("grpc_listen", v.to_string().into());
+        }
+        for (key, value) in [
+            ("product.database_url", &self.product_database_url),
+            ("account.database_url", &self.account_database_url),
+            ("account.credentials_database_url", &self.credentials_database_url),
+            ("product.search.url", &self.elasticsearch_url),
+            ("product.search.index_prefix", &self.elasticsearch_index_prefix),
+        ] {
+            if let Some(v) = value {
+                put(key, v.clone().into());
+            }
+        }
+        if self.trust_forwarded_for {
+            put("gateway.trust_forwarded_for", true.into());
+        }
+        if self.no_sample_data {
+            put("sample_data", false.into());
+        }
+        for pair in &self.set {
+            let (key, value) = pair.split_once('=').with_context(|| format!("--set {pair}: expected KEY=VALUE"))?;
+            put(key.trim(), value.parse().unwrap_or_else(|_| Value::from(value.to_string())));
+        }
+        Ok(Config::load(self.config.as_deref(), flags)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -153,6 +211,10 @@ async fn main() -> Result<()> {
     telemetry::init_logs();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Config(args) => {
+            print!("{}", args.load()?.redacted_toml());
+            Ok(())
+        }
         Command::Component { command } => component(command).await,
         Command::Accounts { command: AccountsCommand::Grant { admin, email, role, store_name } } => {
             let mut client =
@@ -178,18 +240,7 @@ async fn main() -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let mut config = EmbeddedConfig::new(&args.data_dir);
-    config.listen = args.listen;
-    config.grpc_listen = args.grpc_listen;
-    config.product_database_url = args.product_database_url;
-    config.account_database_url = args.account_database_url;
-    config.credentials_database_url = args.credentials_database_url;
-    config.trust_forwarded_for = args.trust_forwarded_for;
-    config.search = args.elasticsearch_url.map(|url| polyscale_host::server::SearchEngineConfig::Elasticsearch {
-        url,
-        index_prefix: args.elasticsearch_index_prefix,
-    });
-    config.sample_data = !args.no_sample_data;
+    let config = EmbeddedConfig::from_config(&args.load()?);
     let system = Embedded::build(config).await?;
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
     tracing::info!("services and component admin (gRPC) at {}", system.grpc_addr());

@@ -6,6 +6,7 @@ mod app;
 mod bad_input;
 mod binary;
 mod catalog;
+mod config;
 mod faults;
 mod hot_swap;
 mod search;

@@ -1,0 +1,374 @@
+//! The one configuration of a PolyScale process: a TOML file, `POLYSCALE_…`
+//! environment variables and command-line flags, merged in that order
+//! (later wins) by figment over the defaults, which are the embedded preset.
+//!
+//! Every key is typed and unknown keys are errors (`deny_unknown_fields`),
+//! in the file and in the environment alike; [`Config::validate`] checks
+//! what types cannot, and every error names its key. `polyscale config`
+//! prints the effective configuration with secrets redacted; the keys and
+//! their defaults are listed in docs/configuration.md.
+//!
+//! Environment variables: `POLYSCALE_` + the key in capitals, with `__`
+//! between sections (`POLYSCALE_RUNTIME__CALL_TIMEOUT=5s`). The flat names
+//! of earlier releases (`POLYSCALE_PRODUCT_DATABASE_URL`,
+//! `POLYSCALE_ELASTICSEARCH_URL`, ...) still work.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where databases, the search index, keys and caches live.
+    pub data_dir: PathBuf,
+    /// Public GraphQL address.
+    pub listen: SocketAddr,
+    /// gRPC address of the services and the admin API.
+    pub grpc_listen: SocketAddr,
+    /// Load the sample catalog into an empty system on first start.
+    pub sample_data: bool,
+    pub runtime: RuntimeSection,
+    pub components: ComponentsSection,
+    pub sql: SqlSection,
+    pub product: ProductSection,
+    pub account: AccountSection,
+    pub gateway: GatewaySection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Component instances alive at once across the process.
+    pub max_concurrent_instances: u32,
+    /// Largest linear memory the instance pool can hold.
+    pub pool_max_memory_bytes: usize,
+    /// Bytes of each memory slot kept resident between calls.
+    pub keep_resident_bytes: usize,
+    /// Wall time of one component call, host I/O included.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Largest linear memory one call may grow to.
+    pub call_max_memory_bytes: usize,
+    /// Most elements of one table of one call.
+    pub call_max_table_elements: usize,
+    /// Keep compiled components on disk (`DATA_DIR/cache`) between runs.
+    pub disk_cache: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsSection {
+    /// The component store (versions, active pointers); default
+    /// `sqlite://DATA_DIR/components.db`.
+    pub database_url: Option<String>,
+    /// Largest component binary a deploy accepts.
+    pub max_upload_bytes: usize,
+    /// Memory for compiled components, shared by every slot.
+    pub compiled_cache_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlSection {
+    pub max_statement_bytes: usize,
+    pub max_params: usize,
+    /// Most rows one statement may return.
+    pub max_rows: usize,
+    /// Most bytes one statement's result may hold.
+    pub max_result_bytes: usize,
+    /// Connections per database pool.
+    pub max_connections: u32,
+    /// How long a call waits for a free connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProductSection {
+    /// Default `sqlite://DATA_DIR/product.db`.
+    pub database_url: Option<String>,
+    pub search: SearchSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    Tantivy,
+    Elasticsearch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSection {
+    /// `tantivy` (embedded) or `elasticsearch`; default: Elasticsearch when
+    /// `url` is set, else Tantivy.
+    pub engine: Option<SearchEngine>,
+    /// Elasticsearch's URL (required for `engine = "elasticsearch"`).
+    pub url: Option<String>,
+    /// Prefix of the Elasticsearch index (alias) names.
+    pub index_prefix: String,
+    /// Tantivy's directory; default `DATA_DIR/search`.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSection {
+    /// Default `sqlite://DATA_DIR/account.db`.
+    pub database_url: Option<String>,
+    /// Password and session hashes; keep it apart from the account
+    /// database. Default `sqlite://DATA_DIR/credentials.db`.
+    pub credentials_database_url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// How long an ended session stays in the credentials store.
+    #[serde(with = "humantime_serde")]
+    pub ended_session_retention: Duration,
+    /// How often ended sessions and stale throttle counts are swept.
+    #[serde(with = "humantime_serde")]
+    pub sweep_every: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// Take client addresses from `X-Forwarded-For` (only behind a proxy
+    /// you trust to set it).
+    pub trust_forwarded_for: bool,
+    /// Deadline of each call to the services.
+    #[serde(with = "humantime_serde")]
+    pub service_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub max_page_size: i32,
+}
+
+impl Default for Config {
+    /// The embedded preset: everything in one process under `./data`.
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: ([127, 0, 0, 1], 8080).into(),
+            grpc_listen: ([127, 0, 0, 1], 50051).into(),
+            sample_data: true,
+            runtime: RuntimeSection::default(),
+            components: ComponentsSection::default(),
+            sql: SqlSection::default(),
+            product: ProductSection::default(),
+            account: AccountSection::default(),
+            gateway: GatewaySection::default(),
+        }
+    }
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let runtime = polyscale_host::runtime::RuntimeConfig::default();
+        Self {
+            max_concurrent_instances: runtime.max_concurrent_instances,
+            pool_max_memory_bytes: runtime.pool_max_memory_bytes,
+            keep_resident_bytes: runtime.keep_resident_bytes,
+            call_timeout: runtime.call_limits.timeout,
+            call_max_memory_bytes: runtime.call_limits.max_memory_bytes,
+            call_max_table_elements: runtime.call_limits.max_table_elements,
+            disk_cache: true,
+        }
+    }
+}
+
+impl Default for ComponentsSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            max_upload_bytes: polyscale_host::server::DEFAULT_MAX_COMPONENT_BYTES,
+            compiled_cache_bytes: polyscale_host::server::DEFAULT_COMPILED_CACHE_BYTES,
+        }
+    }
+}
+
+impl Default for SqlSection {
+    fn default() -> Self {
+        let limits = polyscale_host::database::SqlLimits::default();
+        let connect = polyscale_host::database::ConnectOptions::default();
+        Self {
+            max_statement_bytes: limits.max_statement_bytes,
+            max_params: limits.max_params,
+            max_rows: limits.max_rows,
+            max_result_bytes: limits.max_result_bytes,
+            max_connections: connect.max_connections,
+            acquire_timeout: connect.acquire_timeout,
+        }
+    }
+}
+
+impl Default for SearchSection {
+    fn default() -> Self {
+        Self { engine: None, url: None, index_prefix: "polyscale-".into(), dir: None }
+    }
+}
+
+impl Default for AccountSection {
+    fn default() -> Self {
+        let keys = polyscale_auth::KeyPair::generate().expect("generating a throwaway key pair");
+        let credentials = polyscale_host::capabilities::credentials::CredentialsConfig::new(keys);
+        Self {
+            database_url: None,
+            credentials_database_url: None,
+            access_token_ttl: credentials.access_ttl,
+            refresh_token_ttl: credentials.refresh_ttl,
+            ended_session_retention: credentials.ended_session_retention,
+            sweep_every: credentials.sweep_every,
+        }
+    }
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        let gateway = polyscale_gateway::GatewayConfig::new("");
+        Self {
+            trust_forwarded_for: gateway.trust_forwarded_for,
+            service_timeout: gateway.service_timeout,
+            max_body_bytes: gateway.limits.max_body_bytes,
+            max_batch: gateway.limits.max_batch,
+            max_depth: gateway.limits.max_depth,
+            max_complexity: gateway.limits.max_complexity,
+            max_aliases: gateway.limits.max_aliases,
+            max_page_size: gateway.limits.max_page_size,
+        }
+    }
+}
+
+/// `POLYSCALE_…` variables that are not configuration keys (the admin
+/// commands' target, the config file's path).
+const NOT_KEYS: &[&str] = &["admin", "config"];
+
+/// The flat variable names of earlier releases, and their keys now.
+const LEGACY_NAMES: &[(&str, &str)] = &[
+    ("product_database_url", "product.database_url"),
+    ("account_database_url", "account.database_url"),
+    ("credentials_database_url", "account.credentials_database_url"),
+    ("elasticsearch_url", "product.search.url"),
+    ("elasticsearch_index_prefix", "product.search.index_prefix"),
+];
+
+/// Why the configuration cannot be used; each names its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment, then
+    /// `flags` (dotted keys and values, from the command line).
+    pub fn load(file: Option<&Path>, flags: Figment) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "config",
+                    message: format!("the file {} does not exist", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("POLYSCALE_").ignore(NOT_KEYS).map(|name| {
+            let name = name.as_str().to_ascii_lowercase();
+            match LEGACY_NAMES.iter().find(|(old, _)| *old == name) {
+                Some((_, new)) => new.to_string().into(),
+                None => name.replace("__", ".").into(),
+            }
+        });
+        let config: Config = figment.merge(env).merge(flags).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What types cannot say.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(key: &'static str, ok: bool) -> Result<(), ConfigError> {
+            if ok { Ok(()) } else { Err(ConfigError::Invalid { key, message: "must be greater than zero".into() }) }
+        }
+        positive("runtime.max_concurrent_instances", self.runtime.max_concurrent_instances > 0)?;
+        positive("runtime.call_timeout", !self.runtime.call_timeout.is_zero())?;
+        positive("runtime.call_max_memory_bytes", self.runtime.call_max_memory_bytes > 0)?;
+        if self.runtime.call_max_memory_bytes > self.runtime.pool_max_memory_bytes {
+            return Err(ConfigError::Invalid {
+                key: "runtime.call_max_memory_bytes",
+                message: format!(
+                    "{} is more than runtime.pool_max_memory_bytes ({})",
+                    self.runtime.call_max_memory_bytes, self.runtime.pool_max_memory_bytes
+                ),
+            });
+        }
+        positive("components.max_upload_bytes", self.components.max_upload_bytes > 0)?;
+        positive("components.compiled_cache_bytes", self.components.compiled_cache_bytes > 0)?;
+        positive("sql.max_rows", self.sql.max_rows > 0)?;
+        positive("sql.max_connections", self.sql.max_connections > 0)?;
+        positive("account.access_token_ttl", !self.account.access_token_ttl.is_zero())?;
+        positive("account.refresh_token_ttl", !self.account.refresh_token_ttl.is_zero())?;
+        positive("gateway.service_timeout", !self.gateway.service_timeout.is_zero())?;
+        if !(1..=1000).contains(&self.gateway.max_page_size) {
+            return Err(ConfigError::Invalid {
+                key: "gateway.max_page_size",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        for (key, url) in [
+            ("components.database_url", &self.components.database_url),
+            ("product.database_url", &self.product.database_url),
+            ("account.database_url", &self.account.database_url),
+            ("account.credentials_database_url", &self.account.credentials_database_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+            {
+                return Err(ConfigError::Invalid { key, message: "expected a sqlite:// or postgres:// URL".into() });
+            }
+        }
+        if self.search_engine() == SearchEngine::Elasticsearch && self.product.search.url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "product.search.url",
+                message: "required when product.search.engine is \"elasticsearch\"".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn search_engine(&self) -> SearchEngine {
+        self.product.search.engine.unwrap_or(if self.product.search.url.is_some() {
+            SearchEngine::Elasticsearch
+        } else {
+            SearchEngine::Tantivy
+        })
+    }
+
+    /// The configuration as TOML, with passwords in URLs replaced by `***`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let redact = |url: &mut Option<String>| {
+            if let Some(u) = url {
+                *u = polyscale_host::database::redact_url(u);
+            }
+        };
+        redact(&mut shown.components.database_url);
+        redact(&mut shown.product.database_url);
+        redact(&mut shown.account.database_url);
+        redact(&mut shown.account.credentials_database_url);
+        redact(&mut shown.product.search.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}

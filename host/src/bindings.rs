@@ -48,6 +48,7 @@ pub mod account {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "polyscale:commerce/types": super::types,
             "polyscale:commerce/context": super::context,

@@ -1,7 +1,5 @@
 //! `AccountService` over gRPC, served by the active account component.
 
-mod convert;
-
 use std::sync::Arc;
 
 use pb::account_service_server::AccountService;
@@ -20,6 +18,7 @@ use crate::bindings::account::exports::polyscale::commerce::accounts as wit;
 use crate::bindings::types::DomainError;
 use crate::call::CallInfo;
 use crate::capabilities::credentials::Credentials;
+use crate::contracts;
 use crate::registry::{Served, ServiceSlot};
 use crate::runtime::{BoxFuture, WorldStore};
 use crate::server::{AccountServiceConfig, HostContext, StartError};
@@ -134,7 +133,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let patch = convert::profile_patch(request.get_ref().clone());
+        let patch = contracts::account::profile_patch(request.get_ref().clone());
         Ok(account_response(
             self.call(&request, |a, s| Box::pin(async move { a.call_update_profile(s, &patch).await })).await?,
         ))

@@ -1,6 +1,5 @@
 //! `ProductService` over gRPC, served by the active product component.
 
-mod convert;
 mod documents;
 
 pub use documents::ProductDocuments;
@@ -20,6 +19,7 @@ use super::{Authenticator, call_domain, respond};
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
 use crate::bindings::types::DomainError;
 use crate::capabilities::search::{SearchService, outbox, rebuild};
+use crate::contracts;
 use crate::registry::{Served, ServiceSlot};
 use crate::runtime::{BoxFuture, WorldStore};
 use crate::server::{HostContext, ProductServiceConfig, StartError};
@@ -62,7 +62,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
-        let input = convert::new_product(request.get_ref().clone());
+        let input = contracts::product::new_product(request.get_ref().clone());
         let served =
             self.invoke(&request, |p, s| Box::pin(async move { p.call_create_product(s, &input).await })).await?;
         Ok(product_response(served))
@@ -72,7 +72,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::UpdateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
-        let (id, patch) = convert::product_patch(request.get_ref().clone());
+        let (id, patch) = contracts::product::product_patch(request.get_ref().clone());
         let served =
             self.invoke(&request, |p, s| Box::pin(async move { p.call_update_product(s, &id, &patch).await })).await?;
         Ok(product_response(served))
@@ -107,7 +107,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
-        let page = convert::page_request(request.get_ref().first, request.get_ref().after.clone());
+        let page = contracts::product::page_request(request.get_ref().first, request.get_ref().after.clone());
         let served =
             self.invoke(&request, |p, s| Box::pin(async move { p.call_list_products(s, &page).await })).await?;
         Ok(respond(served.value.into(), &served.version))
@@ -124,7 +124,8 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::CreateProductsRequest>,
     ) -> Result<Response<pb::CreateProductsResponse>, Status> {
-        let inputs: Vec<wit::NewProduct> = request.get_ref().items.iter().cloned().map(convert::new_product).collect();
+        let inputs: Vec<wit::NewProduct> =
+            request.get_ref().items.iter().cloned().map(contracts::product::new_product).collect();
         let served =
             self.invoke(&request, |p, s| Box::pin(async move { p.call_create_products(s, &inputs).await })).await?;
         let products = served.value.into_iter().map(Into::into).collect();
@@ -135,7 +136,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::SearchProductsRequest>,
     ) -> Result<Response<pb::SearchProductsResponse>, Status> {
-        let q = convert::product_search(request.get_ref().clone());
+        let q = contracts::product::product_search(request.get_ref().clone());
         let served = self.invoke(&request, |p, s| Box::pin(async move { p.call_search_products(s, &q).await })).await?;
         Ok(respond(served.value.into(), &served.version))
     }

@@ -3,6 +3,7 @@
 use polyscale_proto::product::v1 as pb;
 use polyscale_proto::types::v1 as types_pb;
 
+use super::MissingField;
 use crate::bindings::product::exports::polyscale::commerce::products as wit;
 use crate::bindings::types::{Money, PageRequest};
 
@@ -121,6 +122,118 @@ impl From<wit::ProductSearchPage> for pb::SearchProductsResponse {
                 .into_iter()
                 .map(|b| pb::PriceBucket { min: b.min, max: b.max, count: b.count })
                 .collect(),
+        }
+    }
+}
+
+// --- the other direction: what a caller of the product service sends and
+// --- reads back.
+
+impl TryFrom<pb::Product> for wit::Product {
+    type Error = MissingField;
+
+    fn try_from(p: pb::Product) -> Result<Self, MissingField> {
+        let price = p.price.ok_or(MissingField { message: "Product", field: "price" })?;
+        Ok(wit::Product {
+            id: p.id,
+            merchant_id: p.merchant_id,
+            name: p.name,
+            description: p.description,
+            price: Money { amount: price.amount, currency: price.currency },
+            category_id: p.category_id,
+            stock: p.stock,
+            created_at_ms: p.created_at_ms,
+            updated_at_ms: p.updated_at_ms,
+        })
+    }
+}
+
+impl From<pb::Category> for wit::Category {
+    fn from(c: pb::Category) -> Self {
+        wit::Category { id: c.id, name: c.name, slug: c.slug, parent_id: c.parent_id }
+    }
+}
+
+impl From<wit::NewProduct> for pb::CreateProductRequest {
+    fn from(p: wit::NewProduct) -> Self {
+        pb::CreateProductRequest {
+            merchant_id: p.merchant_id,
+            name: p.name,
+            description: p.description,
+            price: Some(money_out(p.price)),
+            category_id: p.category_id,
+            stock: p.stock,
+        }
+    }
+}
+
+/// The request that [`product_patch`] reads back as `(id, patch)`.
+pub fn update_request(id: String, patch: wit::ProductPatch) -> pb::UpdateProductRequest {
+    pb::UpdateProductRequest {
+        id,
+        name: patch.name,
+        description: patch.description,
+        price: patch.price.map(money_out),
+        clear_category: matches!(patch.category_id, Some(None)),
+        category_id: patch.category_id.flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product() -> wit::Product {
+        wit::Product {
+            id: "0190a1b2-0000-7000-8000-000000000001".into(),
+            merchant_id: "m-1".into(),
+            name: "Corvid 15 Air Laptop".into(),
+            description: "light".into(),
+            price: Money { amount: 129_999, currency: "EUR".into() },
+            category_id: Some("c-1".into()),
+            stock: 7,
+            created_at_ms: 1_700_000_000_000,
+            updated_at_ms: 1_700_000_000_500,
+        }
+    }
+
+    #[test]
+    fn products_and_categories_round_trip() {
+        let p = product();
+        assert_eq!(wit::Product::try_from(pb::Product::from(p.clone())), Ok(p));
+        let no_category = wit::Product { category_id: None, ..product() };
+        assert_eq!(wit::Product::try_from(pb::Product::from(no_category.clone())), Ok(no_category));
+        let c = wit::Category { id: "c-1".into(), name: "Laptops".into(), slug: "laptops".into(), parent_id: None };
+        assert_eq!(wit::Category::from(pb::Category::from(c.clone())), c);
+    }
+
+    #[test]
+    fn a_product_without_a_price_is_refused() {
+        let mut message = pb::Product::from(product());
+        message.price = None;
+        assert_eq!(wit::Product::try_from(message), Err(MissingField { message: "Product", field: "price" }));
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let new = wit::NewProduct {
+            merchant_id: Some("m-1".into()),
+            name: "Kettle".into(),
+            description: "boils".into(),
+            price: Money { amount: 2_500, currency: "USD".into() },
+            category_id: None,
+            stock: 3,
+        };
+        assert_eq!(new_product(pb::CreateProductRequest::from(new.clone())), new);
+
+        for category_id in [None, Some(None), Some(Some("c-2".to_string()))] {
+            let patch = wit::ProductPatch {
+                name: Some("Kettle 2".into()),
+                description: None,
+                price: Some(Money { amount: 2_400, currency: "USD".into() }),
+                category_id,
+            };
+            assert_eq!(product_patch(update_request("p-1".into(), patch.clone())), ("p-1".to_string(), patch));
         }
     }
 }

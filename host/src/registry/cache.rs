@@ -13,10 +13,20 @@ use std::any::{Any, TypeId};
 use std::future::Future;
 use std::sync::Arc;
 
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Weighter};
 
 type Key = (TypeId, String);
+
+/// A key to look up without allocating (hashes as [`Key`] does).
+#[derive(Hash)]
+struct KeyRef<'a>(TypeId, &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
 
 /// A compiled version and what it weighs.
 #[derive(Clone)]
@@ -78,7 +88,7 @@ impl CompiledCache {
     }
 
     pub fn get(&self, world: TypeId, sha256: &str) -> Option<Compiled> {
-        self.cache.get(&(world, sha256.to_string()))
+        self.cache.get(&KeyRef(world, sha256))
     }
 
     pub fn insert(&self, world: TypeId, sha256: &str, compiled: Compiled) {
@@ -93,6 +103,36 @@ impl CompiledCache {
         sha256: &str,
         load: impl Future<Output = Result<Compiled, E>>,
     ) -> Result<Compiled, E> {
+        if let Some(hit) = self.get(world, sha256) {
+            return Ok(hit);
+        }
         self.cache.get_or_insert_async(&(world, sha256.to_string()), load).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_without_allocating_find_what_was_inserted() {
+        let cache = CompiledCache::new(1 << 20);
+        let world = TypeId::of::<u8>();
+        cache.insert(world, "abc", Compiled::new(7u32, 100));
+        assert_eq!(cache.get(world, "abc").and_then(|c| c.pre::<u32>()), Some(7));
+        assert!(cache.get(TypeId::of::<u16>(), "abc").is_none(), "another world's entry");
+        assert!(cache.get(world, "abd").is_none());
+        assert_eq!(cache.weight(), 100);
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_held() {
+        let cache = CompiledCache::new(1_000);
+        let world = TypeId::of::<u8>();
+        for i in 0..50 {
+            cache.insert(world, &format!("v{i}"), Compiled::new(i, 300));
+            assert!(cache.weight() <= 1_000);
+        }
+        assert!(cache.get(world, "v49").is_some(), "the newest stays");
     }
 }

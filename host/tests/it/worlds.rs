@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use polyscale_host::call::CallInfo;
 use polyscale_host::database::{ConnectOptions, Database};
-use polyscale_host::registry::{ComponentStore, DeployError, Deployable, KindLimits, Registry, Slots};
+use polyscale_host::registry::{
+    ComponentStore, DeployError, Deployable, KindLimits, Registry, SlotKey, Slots, VersionSource,
+};
 use polyscale_host::runtime::{BoxFuture, CallLimits, CallState, Runtime, RuntimeConfig, World, WorldStore};
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
@@ -116,6 +118,10 @@ fn toy_component(add: u32) -> Vec<u8> {
 async fn registry(dir: &tempfile::TempDir, cache_budget: u64) -> Arc<Registry> {
     let url = format!("sqlite://{}", dir.path().join("components.db").display());
     let db = Database::connect(&url, &ConnectOptions::default()).await.unwrap();
+    registry_on(db, cache_budget).await
+}
+
+async fn registry_on(db: Database, cache_budget: u64) -> Arc<Registry> {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     Registry::new(runtime, ComponentStore::open(db).await.unwrap(), cache_budget)
 }
@@ -200,3 +206,43 @@ async fn two_thousand_slots_share_a_bounded_compiled_cache() {
     assert!(registry.cache().weight() <= budget);
     println!("{SLOTS} slots, one compiled version = {one} bytes, budget {budget}, held {}", registry.cache().weight());
 }
+
+/// The component store and activation on each engine: versions by full
+/// SHA-256, one binary stored once for many slots, a sequence number per
+/// activation, rollback by a unique prefix, and a restart (a new registry
+/// on the same database) coming back on the active version.
+async fn store_and_activation(db: Database) {
+    let registry = registry_on(db.clone(), 64 << 20).await;
+    let (toys, _) = toy_kind(&registry);
+    let (one, two) = (toy_component(1), toy_component(2));
+    let v1 = toys.deploy("m", &one, true).await.unwrap();
+    assert_eq!(v1.version.len(), 64, "a version is the full SHA-256");
+    assert_eq!(v1.source, VersionSource::Deployed);
+    let v2 = toys.deploy("m", &two, true).await.unwrap();
+    toys.deploy("other", &two, true).await.unwrap();
+    let store = registry.store();
+    let key = SlotKey::new("toy", "m");
+    assert_eq!(store.active(&key).await.unwrap().unwrap().sequence, 2);
+
+    // Roll back by a prefix; too short or ambiguous prefixes are refused.
+    toys.activate("m", &v1.version[..12]).await.unwrap();
+    assert!(matches!(toys.activate("m", &v1.version[..4]).await, Err(DeployError::UnknownVersion { .. })));
+    assert!(matches!(toys.activate("m", "ffffffffffff").await, Err(DeployError::UnknownVersion { .. })));
+    let active = store.active(&key).await.unwrap().unwrap();
+    assert_eq!((active.version.as_str(), active.sequence), (v1.version.as_str(), 3));
+    assert_eq!(run(&toys, "m").await % 10, 1, "version 1 answers");
+    let listed = toys.versions("m").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|(v, active)| v.version == v1.version && *active));
+    assert!(listed.iter().any(|(v, active)| v.version == v2.version && !*active));
+    assert_eq!(store.wasm(&v2.version).await.unwrap().unwrap(), two, "one binary, stored once, for two slots");
+
+    // A new process on the same store comes back on the active version.
+    let restarted = registry_on(db, 64 << 20).await;
+    let (toys, _) = toy_kind(&restarted);
+    assert_eq!(toys.active_version("m").await.unwrap().unwrap().version, v1.version);
+    assert_eq!(toys.active_version("other").await.unwrap().unwrap().version, v2.version);
+    assert!(toys.active_version("nobody").await.unwrap().is_none());
+}
+
+crate::on_both!(component_store, store_and_activation);

@@ -8,7 +8,7 @@ use polyscale_host::server::{HostConfig, ProductServiceConfig, SearchEngineConfi
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
-        HostConfig::new(RuntimeConfig::default(), format!("sqlite://{}", dir.path().join("components.db").display()));
+        HostConfig::new(profile_runtime(), format!("sqlite://{}", dir.path().join("components.db").display()));
     config.product = Some(ProductServiceConfig {
         service: ServiceConfig {
             database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
@@ -30,4 +30,14 @@ async fn main() {
         assert!(r.value.is_err());
     }
     println!("{:.2} µs/call", start.elapsed().as_secs_f64() * 1e6 / n as f64);
+}
+
+/// A small instance pool when `PROFILE_INSTANCES` is set (valgrind cannot
+/// reserve the default pool's address space).
+fn profile_runtime() -> RuntimeConfig {
+    let mut config = RuntimeConfig::default();
+    if let Some(n) = std::env::var("PROFILE_INSTANCES").ok().and_then(|v| v.parse().ok()) {
+        config.max_concurrent_instances = n;
+    }
+    config
 }

@@ -413,6 +413,34 @@ mod tests {
         let other = SampleOptions { seed: 7, ..SampleOptions::default() };
         assert_ne!(a, (0..20).map(|i| product(&other, i)).collect::<Vec<_>>());
         assert!(a.iter().all(|p| p.price_cents % 100 == 99 && p.stock >= 0));
-        assert!(a.iter().any(|p| p.stock == 0) || a.iter().all(|p| p.stock > 0));
+    }
+
+    /// What the generator promises: about one product in eight sold out,
+    /// the rest with 1..=250 units, shelf prices within the kind's range,
+    /// merchants among those asked for. The default catalog has both sold
+    /// out and in-stock products (the README's `inStock` example needs both).
+    #[test]
+    fn stock_prices_and_merchants_follow_the_stated_shape() {
+        let defaults = SampleOptions::default();
+        let catalog: Vec<_> = (0..defaults.products).map(|i| product(&defaults, i)).collect();
+        let sold_out = catalog.iter().filter(|p| p.stock == 0).count();
+        assert!(sold_out > 0 && sold_out < catalog.len() / 2, "{sold_out} of {} sold out", catalog.len());
+
+        let options = SampleOptions { products: 4000, merchants: 5, seed: 3 };
+        let many: Vec<_> = (0..options.products).map(|i| product(&options, i)).collect();
+        let sold_out = many.iter().filter(|p| p.stock == 0).count();
+        // One in eight is 500; the bounds are far outside chance.
+        assert!((many.len() / 12..=many.len() / 6).contains(&sold_out), "{sold_out} of {} sold out", many.len());
+        let in_stock: Vec<i64> = many.iter().map(|p| p.stock).filter(|s| *s != 0).collect();
+        assert!(in_stock.iter().all(|s| (1..=250).contains(s)));
+        assert_eq!((in_stock.iter().min(), in_stock.iter().max()), (Some(&1), Some(&250)));
+        for p in &many {
+            let kind = KINDS.iter().find(|k| k.category == p.category).unwrap();
+            let (lo, hi) = ((kind.price.0 / 100) * 100 + 99, (kind.price.1 / 100) * 100 + 99);
+            assert!((lo..=hi).contains(&p.price_cents), "{p:?}");
+            assert!(p.merchant < options.merchants);
+        }
+        let merchants: std::collections::HashSet<usize> = many.iter().map(|p| p.merchant).collect();
+        assert_eq!(merchants.len(), options.merchants);
     }
 }

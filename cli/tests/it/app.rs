@@ -50,11 +50,27 @@ pub struct Options {
     pub data_dir: Option<TempDir>,
     pub product_component: Option<Arc<[u8]>>,
     pub search: Option<polyscale_host::server::SearchEngineConfig>,
+    /// Call limits other than [`test_limits`].
+    pub limits: Option<CallLimits>,
+    /// Adjusts the credentials configuration (a test clock, say).
+    pub credentials: Option<polyscale::embedded::TuneCredentials>,
+    /// Whether the gateway believes a client's `X-Forwarded-For`. Most tests
+    /// set it to play clients at several addresses; the system's default
+    /// is false.
+    pub trust_forwarded_for: bool,
 }
 
 impl Options {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, data_dir: None, product_component: None, search: None }
+        Self {
+            backend,
+            data_dir: None,
+            product_component: None,
+            search: None,
+            limits: None,
+            credentials: None,
+            trust_forwarded_for: true,
+        }
     }
 }
 
@@ -73,14 +89,18 @@ impl TestApp {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.grpc_listen = "127.0.0.1:0".parse().unwrap();
         config.sample_data = false;
-        config.trust_forwarded_for = true;
+        config.trust_forwarded_for = options.trust_forwarded_for;
+        config.credentials = options.credentials;
         config.product_database_url = dbs.first().map(|d| d.url.clone());
         config.account_database_url = dbs.get(1).map(|d| d.url.clone());
         config.credentials_database_url = dbs.get(2).map(|d| d.url.clone());
         config.product_component = options.product_component;
         config.search = options.search;
-        config.runtime =
-            RuntimeConfig { cache_dir: Some(shared_cache()), call_limits: test_limits(), ..RuntimeConfig::default() };
+        config.runtime = RuntimeConfig {
+            cache_dir: Some(shared_cache()),
+            call_limits: options.limits.unwrap_or_else(test_limits),
+            ..RuntimeConfig::default()
+        };
         let system = Embedded::build(config).await.expect("system starts");
         let (http, grpc) = (system.http_addr(), system.grpc_addr());
         let shutdown = CancellationToken::new();

@@ -12,7 +12,7 @@ async fn total(app: &TestApp) -> i64 {
     app.graphql("{ products { totalCount } }", json!({})).await["products"]["totalCount"].as_i64().unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_requests_are_refused_before_execution() {
     let app = TestApp::spawn(Backend::Sqlite).await;
 
@@ -81,7 +81,7 @@ async fn malformed_requests_are_refused_before_execution() {
     assert!(response.text().await.unwrap().contains("graphiql"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expensive_queries_are_refused() {
     let app = TestApp::spawn(Backend::Sqlite).await;
 
@@ -121,9 +121,18 @@ async fn expensive_queries_are_refused() {
     assert_eq!(body.as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn invalid_input_writes_nothing() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_input_writes_nothing_on_sqlite() {
+    invalid_input_writes_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_input_writes_nothing_on_postgres() {
+    invalid_input_writes_nothing(Backend::Postgres).await;
+}
+
+async fn invalid_input_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let product = create_product(&app, product_input("Kettle", 2999, 3)).await;
     let (_, m) = app.merchant().await;
     let m = Some(m.as_str());
@@ -182,9 +191,18 @@ async fn invalid_input_writes_nothing() {
     assert_eq!(data["product"], json!({ "name": "Kettle", "price": { "amount": 2999 } }));
 }
 
-#[tokio::test]
-async fn unknown_and_invalid_ids() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_and_invalid_ids_on_sqlite() {
+    unknown_and_invalid_ids(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_and_invalid_ids_on_postgres() {
+    unknown_and_invalid_ids(Backend::Postgres).await;
+}
+
+async fn unknown_and_invalid_ids(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (_, m) = app.merchant().await;
     let unknown = "01a20000-0000-7000-8000-000000000000";
 
@@ -209,9 +227,18 @@ async fn unknown_and_invalid_ids() {
     }
 }
 
-#[tokio::test]
-async fn tampered_cursors_are_refused() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampered_cursors_are_refused_on_sqlite() {
+    tampered_cursors_are_refused(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampered_cursors_are_refused_on_postgres() {
+    tampered_cursors_are_refused(Backend::Postgres).await;
+}
+
+async fn tampered_cursors_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for i in 0..3 {
         create_product(&app, product_input(&format!("P{i}"), 100, 1)).await;
     }

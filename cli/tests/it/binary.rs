@@ -11,8 +11,16 @@ use serde_json::{Value, json};
 /// Runs `polyscale serve` in `dir` on free ports until its GraphQL address
 /// is logged, and returns the child and that address.
 fn serve(dir: &std::path::Path) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+    serve_with(dir, &[])
+}
+
+fn serve_with(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_polyscale"))
         .args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args(extra)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
@@ -60,7 +68,7 @@ fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     panic!("polyscale did not stop within 30 s of Ctrl-C");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_with_defaults_runs_the_system_with_sample_data() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, _log) = serve(dir.path());
@@ -92,5 +100,110 @@ async fn serve_with_defaults_runs_the_system_with_sample_data() {
     let (mut child, url, _log) = serve(dir.path());
     let body: Value = http.post(&url).json(&query).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["data"]["products"]["totalCount"].as_i64().unwrap(), total, "{body}");
+    assert!(interrupt(&mut child).success());
+}
+
+/// Runs `polyscale <args>` to completion (at most two minutes); returns
+/// whether it succeeded, its stdout and its stderr.
+async fn polyscale(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_polyscale"))
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("POLYSCALE_ADMIN")
+            .output()
+            .expect("polyscale runs")
+    });
+    let output = tokio::time::timeout(Duration::from_secs(120), run).await.expect("the command finished").unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// The operating commands of the README, run as the real binary against a
+/// running `serve`: component list/deploy/activate, accounts grant, seed,
+/// reindex, and a refused activation exiting non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operating_commands_work_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, log) = serve_with(dir.path(), &["--no-sample-data"]);
+    // The gRPC address is logged just after the GraphQL one.
+    let grpc = loop {
+        let line = log.recv_timeout(Duration::from_secs(60)).expect("the gRPC address is logged");
+        if let Some(rest) = line.split("(gRPC) at ").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    let admin = grpc.as_str();
+    let http = reqwest::Client::new();
+    let graphql = |query: Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.post(&url).json(&query).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    // component list: the built-in version, active.
+    let (ok, out, err) = polyscale(&["component", "list", "--admin", admin]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("embedded") && lines[0].ends_with("(active)"), "{out}");
+    let builtin = lines[0].split_whitespace().next().unwrap().to_string();
+
+    // component deploy FILE: a new version, active.
+    let file = dir.path().join("product-v2.wasm");
+    std::fs::write(&file, crate::app::variant(polyscale_host::components::PRODUCT, "binary-test")).unwrap();
+    let (ok, out, err) = polyscale(&["component", "deploy", file.to_str().unwrap(), "--admin", admin]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("deployed") && out.trim_end().ends_with("(active)"), "{out}");
+    let deployed = out.split_whitespace().next().unwrap().to_string();
+    assert_ne!(deployed, builtin);
+    let (_, out, _) = polyscale(&["component", "list", "--admin", admin]).await;
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().any(|l| l.starts_with(&deployed) && l.ends_with("(active)")), "{out}");
+
+    // component activate VERSION: back to the built-in one.
+    let (ok, out, err) = polyscale(&["component", "activate", &builtin, "--admin", admin]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&builtin) && out.trim_end().ends_with("(active)"), "{out}");
+    let (_, out, _) = polyscale(&["component", "list", "--admin", admin]).await;
+    assert!(out.lines().any(|l| l.starts_with(&builtin) && l.ends_with("(active)")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with(&deployed) && !l.ends_with("(active)")), "{out}");
+    // A refused command exits non-zero and says why.
+    let (ok, _, err) = polyscale(&["component", "activate", "0000", "--admin", admin]).await;
+    assert!(!ok);
+    assert!(err.contains("activation refused"), "{err}");
+
+    // accounts grant: an admin, as the login then shows.
+    let register = json!({ "query": "mutation { register(input: { email: \"ops@example.com\", password: \"correct horse battery staple\", displayName: \"Ops\" }) { userErrors { code } } }" });
+    assert_eq!(graphql(register).await["data"]["register"]["userErrors"], json!([]));
+    let (ok, out, err) =
+        polyscale(&["accounts", "grant", "--email", "ops@example.com", "--role", "admin", "--admin", admin]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("ops@example.com") && out.contains("is now admin"), "{out}");
+    let login = json!({ "query": "mutation { login(input: { email: \"ops@example.com\", password: \"correct horse battery staple\" }) { account { roles } } }" });
+    let roles = graphql(login).await["data"]["login"]["account"]["roles"].clone();
+    assert!(roles.as_array().unwrap().contains(&json!("ADMIN")), "{roles}");
+    let (ok, _, err) =
+        polyscale(&["accounts", "grant", "--email", "nobody@example.com", "--role", "admin", "--admin", admin]).await;
+    assert!(!ok, "granting to an unknown email must fail");
+    assert!(err.contains("refused"), "{err}");
+
+    // seed: the products arrive.
+    let (ok, out, err) = polyscale(&["seed", "--products", "30", "--merchants", "2", "--admin", admin]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("30 products"), "{out}");
+    let total = graphql(json!({ "query": "{ products { totalCount } }" })).await;
+    assert_eq!(total["data"]["products"]["totalCount"], 30, "{total}");
+
+    // reindex: every document, from the database.
+    let (ok, out, err) = polyscale(&["reindex", "--admin", admin]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("products: 30 documents indexed"), "{out}");
+    let searched = graphql(json!({ "query": "{ products(sort: NEWEST) { totalCount } }" })).await;
+    assert_eq!(searched["data"]["products"]["totalCount"], 30, "{searched}");
+
     assert!(interrupt(&mut child).success());
 }

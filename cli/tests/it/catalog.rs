@@ -133,12 +133,12 @@ async fn catalog_round_trip(backend: Backend) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn catalog_round_trip_on_sqlite() {
     catalog_round_trip(Backend::Sqlite).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn catalog_round_trip_on_postgres() {
     catalog_round_trip(Backend::Postgres).await;
 }
@@ -171,17 +171,17 @@ async fn stock_never_negative(backend: Backend) {
     assert_eq!(data["product"]["stock"], 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stock_never_negative_on_sqlite() {
     stock_never_negative(Backend::Sqlite).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stock_never_negative_on_postgres() {
     stock_never_negative(Backend::Postgres).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn services_report_health_and_reflect() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

@@ -3,7 +3,8 @@
 //! input and rebuilds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use polyscale_host::capabilities::search::tantivy::TantivyBackend;
@@ -123,15 +124,30 @@ async fn search_agrees_with_the_database(backend: Backend) {
     got.sort();
     want.sort();
     assert_eq!(got, want);
-    for facet in found["facets"]["categories"].as_array().unwrap() {
-        let id = facet["category"]["id"].as_str().unwrap();
-        assert_eq!(facet["count"], expected.iter().filter(|p| p["category"]["id"] == id).count(), "{facet}");
+    // The category facet is exactly the non-empty buckets SQL predicts
+    // (both categories of the filter have matches, so it cannot pass empty).
+    let mut want_facets = std::collections::BTreeMap::new();
+    for p in &expected {
+        *want_facets.entry(p["category"]["id"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
     }
-    for bucket in found["facets"]["prices"].as_array().unwrap() {
+    let got_facets: std::collections::BTreeMap<String, u64> = found["facets"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["category"]["id"].as_str().unwrap().to_string(), f["count"].as_u64().unwrap()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(want_facets.len(), 2, "the fixture should give both filtered categories matches");
+    assert_eq!(got_facets, want_facets);
+    let prices = found["facets"]["prices"].as_array().unwrap();
+    assert!(!prices.is_empty(), "no price facet");
+    for bucket in prices {
         let (lo, hi) = (bucket["min"].as_i64().unwrap_or(i64::MIN), bucket["max"].as_i64().unwrap_or(i64::MAX));
         let n = expected.iter().filter(|p| (lo..hi).contains(&p["price"]["amount"].as_i64().unwrap())).count();
         assert_eq!(bucket["count"], n, "{bucket}");
     }
+    let counted: u64 = prices.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert!(counted > 0, "every price bucket is empty: {prices:?}");
 
     // Paging by price: every product once, in price order.
     let mut seen = Vec::new();
@@ -158,17 +174,17 @@ async fn search_agrees_with_the_database(backend: Backend) {
     assert!(suggestions.iter().all(|s| s.as_str().unwrap().contains("Headphones")));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_agrees_with_the_database_on_sqlite() {
     search_agrees_with_the_database(Backend::Sqlite).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_agrees_with_the_database_on_postgres() {
     search_agrees_with_the_database(Backend::Postgres).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn updates_and_deletes_reach_the_index() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (_, merchant) = app.merchant().await;
@@ -203,14 +219,111 @@ async fn updates_and_deletes_reach_the_index() {
     wait_for_total(&app, json!({ "s": "NEWEST" }), 1).await;
 }
 
+/// Paging by price where many products share a price, and with writes
+/// between pages: every product that exists throughout is seen exactly
+/// once, in price order; one created behind the cursor is not seen, one
+/// created ahead of it is, one deleted ahead of it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paging_by_price_with_ties_and_writes_between_pages() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, merchant) = app.merchant().await;
+    let mut originals = Vec::new();
+    for i in 0..15 {
+        // Three prices, five products each.
+        let price = [2_000, 3_000, 4_000][i % 3];
+        originals.push(create_product(&app, product_input(&format!("Tied Vase {i}"), price, 1)).await);
+    }
+    wait_for_total(&app, json!({ "s": "NEWEST" }), 15).await;
+    let id = |p: &Value| p["id"].as_str().unwrap().to_string();
+
+    // Without writes: all 15, once each, in price order.
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = search(&app, json!({ "s": "PRICE_ASC", "first": 4, "after": after })).await;
+        assert_eq!(page["totalCount"], 15);
+        for edge in page["edges"].as_array().unwrap() {
+            seen.push((
+                edge["node"]["id"].as_str().unwrap().to_string(),
+                edge["node"]["price"]["amount"].as_i64().unwrap(),
+            ));
+        }
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    }
+    let mut ids: Vec<&String> = seen.iter().map(|(i, _)| i).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 15, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
+
+    // With writes between pages: first page (ends inside the 2 000 tie).
+    let first = search(&app, json!({ "s": "PRICE_ASC", "first": 4 })).await;
+    let mut seen: Vec<(String, i64)> = first["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["node"]["id"].as_str().unwrap().to_string(), e["node"]["price"]["amount"].as_i64().unwrap()))
+        .collect();
+    assert!(seen.iter().all(|(_, p)| *p == 2_000));
+    let behind = create_product(&app, product_input("Cheap Vase", 1_000, 1)).await;
+    let ahead = create_product(&app, product_input("Dear Vase", 5_000, 1)).await;
+    let doomed = originals.iter().find(|p| p["price"]["amount"] == 4_000).unwrap();
+    app.graphql_as(
+        Some(&merchant),
+        "mutation($id: ID!) { deleteProduct(id: $id) { userErrors { code } } }",
+        json!({ "id": doomed["id"] }),
+    )
+    .await;
+    wait_for_total(&app, json!({ "s": "NEWEST" }), 16).await;
+    wait_for_total(&app, json!({ "q": "dear" }), 1).await;
+    let mut after = first["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    while after.is_some() {
+        let page = search(&app, json!({ "s": "PRICE_ASC", "first": 4, "after": after })).await;
+        for edge in page["edges"].as_array().unwrap() {
+            seen.push((
+                edge["node"]["id"].as_str().unwrap().to_string(),
+                edge["node"]["price"]["amount"].as_i64().unwrap(),
+            ));
+        }
+        after = if page["pageInfo"]["hasNextPage"] == true {
+            page["pageInfo"]["endCursor"].as_str().map(str::to_string)
+        } else {
+            None
+        };
+    }
+    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
+    let mut got: Vec<String> = seen.iter().map(|(i, _)| i.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = originals.iter().map(id).filter(|i| *i != id(doomed)).collect();
+    want.push(id(&ahead));
+    want.sort();
+    assert_eq!(got, want, "behind: {}, doomed: {}", id(&behind), id(doomed));
+}
+
 /// The real Tantivy engine behind a switch: while off, every call fails
 /// the way an unreachable engine does.
 struct Switchable {
     inner: TantivyBackend,
     up: AtomicBool,
+    /// Rebuilds begun (a rebuild from SQL would mask lost outbox rows).
+    rebuilds: AtomicUsize,
+    /// Every change the engine accepted: ("upsert" | "remove", id).
+    applied: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Switchable {
+    fn new(dir: &std::path::Path, up: bool) -> Arc<Self> {
+        Arc::new(Self {
+            inner: TantivyBackend::new(dir),
+            up: AtomicBool::new(up),
+            rebuilds: AtomicUsize::new(0),
+            applied: Mutex::new(Vec::new()),
+        })
+    }
+
     fn check(&self) -> Result<(), SearchError> {
         if self.up.load(Ordering::SeqCst) { Ok(()) } else { Err(SearchError::Unavailable("connection refused".into())) }
     }
@@ -227,7 +340,13 @@ impl SearchBackend for Switchable {
     }
     async fn apply(&self, index: &str, ops: &[IndexOp]) -> Result<(), SearchError> {
         self.check()?;
-        self.inner.apply(index, ops).await
+        self.inner.apply(index, ops).await?;
+        let mut applied = self.applied.lock().unwrap();
+        for op in ops {
+            let kind = if matches!(op, IndexOp::Upsert(_)) { "upsert" } else { "remove" };
+            applied.push((kind, op.id().to_string()));
+        }
+        Ok(())
     }
     async fn search(&self, query: &Query) -> Result<Results, SearchError> {
         self.check()?;
@@ -239,6 +358,7 @@ impl SearchBackend for Switchable {
     }
     async fn begin_rebuild(&self, schema: &IndexSchema) -> Result<(), SearchError> {
         self.check()?;
+        self.rebuilds.fetch_add(1, Ordering::SeqCst);
         self.inner.begin_rebuild(schema).await
     }
     async fn load_rebuild(&self, index: &str, ops: &[IndexOp]) -> Result<(), SearchError> {
@@ -251,11 +371,11 @@ impl SearchBackend for Switchable {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_continue_while_the_engine_is_down_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     // Down from the start: the service must start and take writes anyway.
-    let engine = Arc::new(Switchable { inner: TantivyBackend::new(dir.path()), up: AtomicBool::new(false) });
+    let engine = Switchable::new(dir.path(), false);
     let options =
         Options { search: Some(SearchEngineConfig::Backend(engine.clone())), ..Options::new(Backend::Sqlite) };
     let app = TestApp::spawn_with(options).await;
@@ -289,7 +409,114 @@ async fn writes_continue_while_the_engine_is_down_and_nothing_is_lost() {
     wait_for_total(&app, json!({ "q": "lamp" }), 5).await;
 }
 
-#[tokio::test]
+/// Ids of a search's hits (one page of up to 100).
+fn hit_ids(result: &Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        result["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// Changes made while the engine is down reach it from the outbox when it
+/// is back, checked by id: a created product is found, an updated one is
+/// found by its new values only, a deleted one is gone. The index exists
+/// before the outage, so nothing rebuilds it from SQL (the wrapper counts
+/// rebuilds: none may happen), and the changes applied after the outage
+/// are exactly the three made during it.
+async fn outage_changes_are_delivered_from_the_outbox(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Switchable::new(dir.path(), true);
+    let options = Options { search: Some(SearchEngineConfig::Backend(engine.clone())), ..Options::new(backend) };
+    let app = TestApp::spawn_with(options).await;
+    let (_, merchant) = app.merchant().await;
+
+    let kept = create_product(&app, product_input("Linen Throw", 2_500, 3)).await;
+    let updated = create_product(&app, product_input("Brass Lantern", 3_100, 3)).await;
+    let deleted = create_product(&app, product_input("Walnut Stool", 4_200, 3)).await;
+    let before = wait_for_total(&app, json!({ "s": "NEWEST" }), 3).await;
+    let id = |p: &Value| p["id"].as_str().unwrap().to_string();
+    let mut expected = vec![id(&kept), id(&updated), id(&deleted)];
+    expected.sort();
+    assert_eq!(hit_ids(&before), expected);
+    // The index was built (empty) at start; from here on only the outbox
+    // may change it.
+    let rebuilds = engine.rebuilds.load(Ordering::SeqCst);
+
+    engine.up.store(false, Ordering::SeqCst);
+    engine.applied.lock().unwrap().clear();
+    let created = create_product(&app, product_input("Cobalt Teapot", 5_300, 3)).await;
+    let data = app
+        .graphql_as(
+            Some(&merchant),
+            "mutation($id: ID!) { updateProduct(id: $id, input: { name: \"Marble Clock\", description: \"Keeps the time\", price: { amount: 7700, currency: \"USD\" } }) { userErrors { code } } }",
+            json!({ "id": updated["id"] }),
+        )
+        .await;
+    assert_eq!(data["updateProduct"]["userErrors"], json!([]));
+    let data = app
+        .graphql_as(
+            Some(&merchant),
+            "mutation($id: ID!) { deleteProduct(id: $id) { userErrors { code } } }",
+            json!({ "id": deleted["id"] }),
+        )
+        .await;
+    assert_eq!(data["deleteProduct"]["userErrors"], json!([]));
+    let body = app.graphql_err("{ products(query: \"teapot\") { totalCount } }", json!({})).await;
+    assert_eq!(code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    // Let the drainer fail at least once against the dead engine.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(engine.applied.lock().unwrap().is_empty());
+
+    engine.up.store(true, Ordering::SeqCst);
+    // The drainer backs off up to 30 s; wait_for_total allows 15 s, so give
+    // it a longer window of its own.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while engine.applied.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "the outbox never caught up: {:?}", engine.applied.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // X is found, by its own words.
+    let found = wait_for_total(&app, json!({ "q": "teapot" }), 1).await;
+    assert_eq!(hit_ids(&found), [id(&created)]);
+    // Y is found by its new name and its new price (the price filter runs
+    // in the engine, so it sees the engine's copy), and not by its old ones.
+    let found = search(&app, json!({ "q": "clock" })).await;
+    assert_eq!(hit_ids(&found), [id(&updated)]);
+    let found = search(&app, json!({ "f": { "priceMin": 7_000, "priceMax": 8_000 } })).await;
+    assert_eq!(hit_ids(&found), [id(&updated)]);
+    assert_eq!(search(&app, json!({ "q": "lantern" })).await["totalCount"], 0);
+    assert_eq!(search(&app, json!({ "f": { "priceMin": 3_000, "priceMax": 3_200 } })).await["totalCount"], 0);
+    // Z is gone from the engine, not just filtered out when hydrating.
+    assert_eq!(search(&app, json!({ "q": "stool" })).await["totalCount"], 0);
+    let all = search(&app, json!({ "s": "NEWEST" })).await;
+    let mut expected = vec![id(&kept), id(&updated), id(&created)];
+    expected.sort();
+    assert_eq!(all["totalCount"], 3);
+    assert_eq!(hit_ids(&all), expected);
+
+    // Nothing but the outbox changed the index: no rebuild, and exactly the
+    // three changes made during the outage were applied.
+    assert_eq!(engine.rebuilds.load(Ordering::SeqCst), rebuilds, "a rebuild from SQL would mask lost outbox rows");
+    let mut applied = engine.applied.lock().unwrap().clone();
+    applied.sort();
+    applied.dedup(); // delivery is at least once
+    let mut want = vec![("remove", id(&deleted)), ("upsert", id(&created)), ("upsert", id(&updated))];
+    want.sort();
+    assert_eq!(applied, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_changes_are_delivered_from_the_outbox_on_sqlite() {
+    outage_changes_are_delivered_from_the_outbox(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_changes_are_delivered_from_the_outbox_on_postgres() {
+    outage_changes_are_delivered_from_the_outbox(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_search_input_gets_clear_errors() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     create_product(&app, product_input("Plain Mug", 900, 4)).await;
@@ -329,7 +556,7 @@ async fn hostile_search_input_gets_clear_errors() {
     assert_eq!(code(&body), "BAD_USER_INPUT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reindex_rebuilds_from_the_database() {
     use polyscale_proto::admin::v1::{ReindexRequest, search_admin_client::SearchAdminClient};
     let app = TestApp::spawn(Backend::Sqlite).await;

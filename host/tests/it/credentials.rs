@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polyscale_host::bindings::credentials::{CredentialsError, Host};
-use polyscale_host::capabilities::credentials::{Credentials, CredentialsConfig, CredentialsCtxView, Swept};
+use polyscale_host::capabilities::credentials::{Clock, Credentials, CredentialsConfig, CredentialsCtxView, Swept};
 use polyscale_host::database::Database;
 
 use crate::on_both;
@@ -80,4 +80,183 @@ async fn sweeping_throttle_counts_keeps_live_ones(db: Database) {
     // Past every window and lock, the client, account and pair counts go.
     let later = now_ms() + Duration::from_secs(2 * 3600).as_millis() as i64;
     assert_eq!(credentials.sweep(later).await.unwrap().throttle_counts, 3);
+}
+
+/// The wait a throttled check asks for, if it was throttled.
+fn throttled<T>(answer: &Result<T, CredentialsError>) -> Option<u64> {
+    match answer {
+        Err(CredentialsError::Throttled(ms)) => Some(*ms),
+        _ => None,
+    }
+}
+
+/// A clock the test moves by hand: waits are checked exactly, without
+/// sleeping.
+#[derive(Clone)]
+struct TestClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    fn new() -> Self {
+        Self(Arc::new(now_ms().into()))
+    }
+    fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn open_with_clock(db: Database) -> (Arc<Credentials>, TestClock) {
+    let clock = TestClock::new();
+    let mut config = CredentialsConfig::new(polyscale_auth::KeyPair::generate().unwrap());
+    // Cheap hashing: these tests make hundreds of checks.
+    config.argon2 =
+        polyscale_host::capabilities::credentials::Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 };
+    config.clock = Arc::new(clock.clone());
+    (Credentials::open(db, config).await.unwrap(), clock)
+}
+
+const OWNER_PASSWORD: &str = "correct horse battery staple";
+
+/// Fails `failures` times against `account` (None: an unknown email), from
+/// the address `client(i)` for the i-th try. Whenever the capability says
+/// to wait, the clock moves by exactly that wait and the same try is made
+/// again. Returns every wait it was told, in order.
+async fn hammer(
+    credentials: &Arc<Credentials>,
+    clock: &TestClock,
+    account: impl Fn(usize) -> Option<String>,
+    client: impl Fn(usize) -> String,
+    failures: usize,
+) -> Vec<u64> {
+    let mut waits = Vec::new();
+    let mut i = 0;
+    while i < failures {
+        let address = client(i);
+        let mut cap = CredentialsCtxView { credentials, client: &address };
+        match cap.verify_password(account(i), "wrong guess".into()).await.unwrap() {
+            Err(CredentialsError::InvalidCredentials) => i += 1,
+            Err(CredentialsError::Throttled(ms)) => {
+                waits.push(ms);
+                clock.advance(ms as i64);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    waits
+}
+
+/// The waits a rule imposes after each counted failure (free failures, base,
+/// cap, in seconds), as the default policy states them.
+fn doubling(free: usize, base_s: u64, cap_s: u64, failures: usize) -> Vec<u64> {
+    (1..=failures).filter(|n| *n > free).map(|n| (base_s << (n - free - 1).min(20)).min(cap_s) * 1000).collect()
+}
+
+on_both!(one_address_hammering_one_account_waits_up_to_fifteen_minutes_, one_address_hammering_one_account);
+async fn one_address_hammering_one_account(db: Database) {
+    let (credentials, clock) = open_with_clock(db).await;
+    let mut owner = CredentialsCtxView { credentials: &credentials, client: "198.51.100.20" };
+    owner.set_password("acct-1".into(), OWNER_PASSWORD.into()).await.unwrap().unwrap();
+
+    let waits = hammer(&credentials, &clock, |_| Some("acct-1".into()), |_| "203.0.113.7".into(), 30).await;
+    // Each wait is the longest of the pair (5 free, 2 s doubling, 15 min
+    // cap), the account (10 free, 1 s, 1 min) and the address (20 free,
+    // 2 s, 15 min) rules, after the failure before it.
+    let (pair, account, client) = (doubling(5, 2, 900, 29), doubling(10, 1, 60, 29), doubling(20, 2, 900, 29));
+    let expected: Vec<u64> = (0..pair.len())
+        .map(|i| {
+            let n = i + 6; // the failure that set this wait
+            let at = |rule: &Vec<u64>, free: usize| if n > free { rule[n - free - 1] } else { 0 };
+            pair[i].max(at(&account, 10)).max(at(&client, 20))
+        })
+        .collect();
+    assert_eq!(waits, expected);
+    assert_eq!(waits.iter().max(), Some(&900_000), "the pair and address waits reach 15 minutes, no more");
+
+    // The attacker's pair waits the full 15 minutes even with the right
+    // password; the owner, elsewhere, waits out only the account's minute.
+    let mut attacker = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
+    let at_once = attacker.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
+    assert_eq!(throttled(&at_once), Some(900_000), "{:?}", at_once);
+    let at_once = owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
+    assert_eq!(throttled(&at_once), Some(60_000), "{:?}", at_once);
+    clock.advance(59_999);
+    let almost = owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
+    assert_eq!(throttled(&almost), Some(1), "{:?}", almost);
+    clock.advance(1);
+    assert!(matches!(owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap(), Ok(())));
+}
+
+on_both!(guesses_spread_over_addresses_slow_the_account_at_most_a_minute_, guesses_spread_over_addresses);
+async fn guesses_spread_over_addresses(db: Database) {
+    let (credentials, clock) = open_with_clock(db).await;
+    let mut owner = CredentialsCtxView { credentials: &credentials, client: "198.51.100.20" };
+    owner.set_password("acct-1".into(), OWNER_PASSWORD.into()).await.unwrap().unwrap();
+
+    // A fresh address per guess: only the account rule ever applies.
+    let waits = hammer(&credentials, &clock, |_| Some("acct-1".into()), |i| format!("192.0.2.{i}"), 40).await;
+    assert_eq!(waits, doubling(10, 1, 60, 39));
+    assert_eq!(waits.iter().max(), Some(&60_000), "the account alone is never slowed more than a minute");
+
+    // The owner waits that minute at most, then gets in (and the success
+    // clears the account's count: the next failure is free again).
+    let at_once = owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
+    assert_eq!(throttled(&at_once), Some(60_000), "{:?}", at_once);
+    clock.advance(60_000);
+    assert!(matches!(owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap(), Ok(())));
+    let fresh = owner.verify_password(Some("acct-1".into()), "wrong guess".into()).await.unwrap();
+    assert!(matches!(fresh, Err(CredentialsError::InvalidCredentials)), "{:?}", fresh);
+    assert!(matches!(owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap(), Ok(())));
+}
+
+on_both!(one_address_guessing_across_accounts_waits_up_to_fifteen_minutes_, one_address_across_accounts);
+async fn one_address_across_accounts(db: Database) {
+    let (credentials, clock) = open_with_clock(db).await;
+    // Known and unknown accounts alike count against the address; each
+    // account and pair sees one failure only.
+    let account = |i: usize| if i.is_multiple_of(2) { Some(format!("acct-{i}")) } else { None };
+    let waits = hammer(&credentials, &clock, account, |_| "203.0.113.99".into(), 35).await;
+    // Over an hour of hammering, and the wait never drops back: the count
+    // runs from the latest failure, not the first.
+    assert_eq!(waits, doubling(20, 2, 900, 34));
+    assert!(waits.iter().map(|w| *w as i64).sum::<i64>() > 3_600_000);
+    assert_eq!(waits.iter().max(), Some(&900_000));
+    // An hour without failures, and the count is forgotten: 20 free again.
+    clock.advance(900_000 + 3_600_000);
+    assert_eq!(hammer(&credentials, &clock, account, |_| "203.0.113.99".into(), 20).await, Vec::<u64>::new());
+    // Another address is not slowed.
+    let mut other = CredentialsCtxView { credentials: &credentials, client: "198.51.100.1" };
+    let answer = other.verify_password(Some("acct-999".into()), "wrong guess".into()).await.unwrap();
+    assert!(matches!(answer, Err(CredentialsError::InvalidCredentials)), "{:?}", answer);
+}
+
+on_both!(sessions_expire_by_the_clock_, sessions_expire_by_the_clock);
+async fn sessions_expire_by_the_clock(db: Database) {
+    let (credentials, clock) = open_with_clock(db).await;
+    let mut cap = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
+    let ttl = credentials_ttl_ms();
+    let first = cap.start_session("acct-1".into()).await.unwrap().unwrap();
+    assert_eq!(first.expires_at_ms, clock.now_ms() + ttl);
+    assert!(credentials.session_live(&first.session_id).await.unwrap());
+
+    // One millisecond before the end it still rotates, and the new token
+    // does not outlive its session.
+    clock.advance(ttl - 1);
+    let (_, second) = cap.rotate_session(first.token).await.unwrap().unwrap();
+    assert_eq!(second.expires_at_ms, first.expires_at_ms);
+    assert!(credentials.session_live(&first.session_id).await.unwrap());
+
+    // At the end it is over.
+    clock.advance(1);
+    assert!(!credentials.session_live(&first.session_id).await.unwrap());
+    let late = cap.rotate_session(second.token).await.unwrap();
+    assert!(matches!(late, Err(CredentialsError::InvalidRefreshToken)), "{:?}", late);
+}
+
+fn credentials_ttl_ms() -> i64 {
+    CredentialsConfig::new(polyscale_auth::KeyPair::generate().unwrap()).refresh_ttl.as_millis() as i64
 }

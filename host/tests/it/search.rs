@@ -270,3 +270,66 @@ async fn an_unreachable_elasticsearch_is_unavailable_not_a_crash() {
     let backend = ElasticsearchBackend::new(&format!("http://{closed}"), "polyscale-").unwrap();
     assert!(matches!(backend.ensure_index(&schema()).await, Err(SearchError::Unavailable(_))));
 }
+
+/// On PostgreSQL, outbox sequence numbers are taken at insert, not at
+/// commit: a transaction holding a lower number can commit after one with a
+/// higher number has been drained. The drainer must still deliver it
+/// (it deletes exactly the rows it applied, never "everything up to N"),
+/// and a stale change arriving late must not undo a newer one.
+#[tokio::test]
+async fn outbox_rows_committed_out_of_sequence_order_are_not_lost_on_postgres() {
+    use polyscale_host::capabilities::search::SearchService;
+    use polyscale_host::capabilities::search::outbox;
+
+    let (db, _guard) = crate::postgres().await;
+    outbox::ensure_table(&db).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(TantivyBackend::new(dir.path()));
+    backend.ensure_index(&schema()).await.unwrap();
+    let service = SearchService::new(backend.clone());
+    let found = |text: &'static str| {
+        let backend = backend.clone();
+        async move {
+            let results = backend.search(&query(Some(text), vec![], Sort::Relevance, 10, None)).await.unwrap();
+            results.hits.into_iter().map(|h| h.id).collect::<Vec<_>>()
+        }
+    };
+
+    // T1 takes the lower sequence number and stays open...
+    let mut t1 = db.begin().await.unwrap();
+    outbox::enqueue(&mut t1, "items", &IndexOp::Upsert(document("late", "Tardy Teapot", "kitchen", 1_000, true, 1)))
+        .await
+        .unwrap();
+    // ...T2 takes a higher one and commits first; it also carries a newer
+    // version of a document T1 is about to write an older version of.
+    let mut t2 = db.begin().await.unwrap();
+    outbox::enqueue(&mut t2, "items", &IndexOp::Upsert(document("early", "Prompt Kettle", "kitchen", 2_000, true, 1)))
+        .await
+        .unwrap();
+    outbox::enqueue(&mut t2, "items", &IndexOp::Upsert(document("shared", "Newer Skillet", "kitchen", 3_000, true, 2)))
+        .await
+        .unwrap();
+    t2.commit().await.unwrap();
+
+    let rows =
+        db.query("SELECT seq FROM _polyscale_search_outbox ORDER BY seq", &[], &Default::default()).await.unwrap();
+    assert_eq!(rows.rows.len(), 2, "only T2's rows are visible");
+    assert_eq!(outbox::drain_once(&db, &service).await.unwrap(), 2);
+    assert_eq!(found("kettle").await, ["early"]);
+
+    // T1 commits now, behind the drained higher numbers, with a stale copy
+    // of the shared document.
+    outbox::enqueue(&mut t1, "items", &IndexOp::Upsert(document("shared", "Older Skillet", "kitchen", 3_000, true, 1)))
+        .await
+        .unwrap();
+    t1.commit().await.unwrap();
+    assert_eq!(outbox::pending(&db).await.unwrap(), 2, "T1's rows wait in the outbox");
+    assert_eq!(outbox::drain_once(&db, &service).await.unwrap(), 2);
+    assert_eq!(outbox::pending(&db).await.unwrap(), 0);
+    assert_eq!(outbox::drain_once(&db, &service).await.unwrap(), 0);
+
+    assert_eq!(found("teapot").await, ["late"], "the late commit was delivered");
+    assert_eq!(found("kettle").await, ["early"]);
+    assert_eq!(found("newer").await, ["shared"], "the newer version stays");
+    assert!(found("older").await.is_empty(), "the stale version arriving late changed nothing");
+}

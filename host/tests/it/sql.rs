@@ -164,12 +164,25 @@ async fn transactions(db: Database) {
     tx.rollback().await.unwrap();
     assert_eq!(count(db.clone()).await, 1);
 
-    // Dropped without commit: rolled back.
+    // Dropped without commit: rolled back, and its locks released. The same
+    // row inserted again must succeed promptly: it would hit a unique
+    // violation had the first been committed, and wait on the lock (then
+    // fail) had the transaction been left open. 10 s is far beyond the
+    // milliseconds it takes, so a loaded machine does not make it flake.
     {
         let mut tx = db.begin().await.unwrap();
         tx.execute("INSERT INTO things (id, label) VALUES ('t3', 'x')", &[]).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let again = tokio::time::timeout(
+        Duration::from_secs(10),
+        db.execute("INSERT INTO things (id, label) VALUES ('t3', 'again')", &[]),
+    )
+    .await
+    .expect("a dropped transaction left its lock behind");
+    assert_eq!(again.unwrap(), 1);
+    let rows = db.query("SELECT label FROM things WHERE id = 't3'", &[], &LIMITS).await.unwrap();
+    assert_eq!(rows.rows, [[Value::Text("again".into())]]);
+    db.execute("DELETE FROM things WHERE id = 't3'", &[]).await.unwrap();
     assert_eq!(count(db.clone()).await, 1);
 
     // A failed statement inside a transaction leaves the earlier ones to

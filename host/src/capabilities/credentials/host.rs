@@ -6,7 +6,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::sessions::{self, Rotation};
 use super::throttle::{self, Keys};
-use super::{Credentials, CredentialsError, now_ms, unavailable};
+use super::{Credentials, CredentialsError, unavailable};
 use crate::bindings::context::Role;
 use crate::bindings::credentials::{self, AccessToken, Host, RefreshToken};
 
@@ -57,7 +57,7 @@ impl Host for CredentialsCtxView<'_> {
             .execute(
                 "INSERT INTO passwords (account_id, hash, updated_at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (account_id) DO UPDATE SET hash = excluded.hash, updated_at_ms = excluded.updated_at_ms",
-                &[account_id.into(), hash.into(), now_ms().into()],
+                &[account_id.into(), hash.into(), c.now_ms().into()],
             )
             .await;
         Ok(stored.map(|_| ()).map_err(unavailable))
@@ -66,7 +66,7 @@ impl Host for CredentialsCtxView<'_> {
     async fn verify_password(&mut self, account_id: Option<String>, password: String) -> Answer<()> {
         let c = self.credentials.clone();
         let keys = Keys::new(&c.config.throttle, account_id.as_deref(), self.client);
-        match throttle::wait(&c.store, &keys).await {
+        match throttle::wait(&c.store, &keys, c.now_ms()).await {
             Ok(Some(ms)) => return Ok(Err(CredentialsError::Throttled(ms))),
             Ok(None) => {}
             Err(e) => return Ok(Err(unavailable(e))),
@@ -87,8 +87,11 @@ impl Host for CredentialsCtxView<'_> {
         };
         let ok = password.len() <= MAX_PASSWORD_BYTES
             && c.hasher.verify(&password, stored.as_deref()).await.map_err(|e| wasmtime::format_err!("{e}"))?;
-        let counted =
-            if ok { throttle::succeeded(&c.store, &keys).await } else { throttle::failed(&c.store, &keys).await };
+        let counted = if ok {
+            throttle::succeeded(&c.store, &keys).await
+        } else {
+            throttle::failed(&c.store, &keys, c.now_ms()).await
+        };
         if let Err(e) = counted {
             return Ok(Err(unavailable(e)));
         }
@@ -107,13 +110,13 @@ impl Host for CredentialsCtxView<'_> {
     async fn start_session(&mut self, account_id: String) -> Answer<RefreshToken> {
         let c = self.credentials;
         let ttl = c.config.refresh_ttl.as_millis() as i64;
-        Ok(sessions::start(&c.store, &account_id, ttl).await.map(refresh_token).map_err(unavailable))
+        Ok(sessions::start(&c.store, &account_id, ttl, c.now_ms()).await.map(refresh_token).map_err(unavailable))
     }
 
     async fn rotate_session(&mut self, token: String) -> Answer<(String, RefreshToken)> {
         let c = self.credentials;
         let ttl = c.config.refresh_ttl.as_millis() as i64;
-        Ok(match sessions::rotate(&c.store, &token, ttl).await {
+        Ok(match sessions::rotate(&c.store, &token, ttl, c.now_ms()).await {
             Ok(Rotation::Rotated { account_id, token }) => Ok((account_id, refresh_token(token))),
             Ok(Rotation::Invalid) => Err(CredentialsError::InvalidRefreshToken),
             Ok(Rotation::Reused) => {
@@ -126,12 +129,15 @@ impl Host for CredentialsCtxView<'_> {
 
     async fn end_session(&mut self, token: String) -> Answer<()> {
         let c = self.credentials;
-        Ok(sessions::end(&c.store, &token).await.map_err(unavailable))
+        Ok(sessions::end(&c.store, &token, c.now_ms()).await.map_err(unavailable))
     }
 
     async fn end_other_sessions(&mut self, account_id: String, keep: Option<String>) -> Answer<()> {
         let c = self.credentials;
-        Ok(sessions::end_others(&c.store, &account_id, keep.as_deref()).await.map(|_| ()).map_err(unavailable))
+        Ok(sessions::end_others(&c.store, &account_id, keep.as_deref(), c.now_ms())
+            .await
+            .map(|_| ())
+            .map_err(unavailable))
     }
 
     async fn issue_access_token(

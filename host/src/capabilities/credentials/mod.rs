@@ -27,6 +27,26 @@ pub use crate::bindings::credentials::CredentialsError;
 use crate::database::migrations::{self, Migration, MigrationError};
 use crate::database::{Database, SqlError, SqlLimits};
 
+/// Where the credentials capability reads the time: session expiry and
+/// brute-force waits. The system clock unless a test injects its own.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The real time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Clone)]
 pub struct CredentialsConfig {
     pub keys: KeyPair,
@@ -40,6 +60,8 @@ pub struct CredentialsConfig {
     /// How often the sweeper deletes ended sessions and stale throttle
     /// counts.
     pub sweep_every: Duration,
+    /// The time for sessions and throttling ([`SystemClock`] by default).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl CredentialsConfig {
@@ -52,6 +74,7 @@ impl CredentialsConfig {
             throttle: ThrottlePolicy::default(),
             ended_session_retention: Duration::from_secs(7 * 24 * 3600),
             sweep_every: Duration::from_secs(3600),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -139,7 +162,7 @@ impl Credentials {
     /// that manage accounts check it on every call, so logout and password
     /// changes take effect there at once, not at token expiry.
     pub async fn session_live(&self, session_id: &str) -> Result<bool, SqlError> {
-        sessions::live(&self.store, session_id).await
+        sessions::live(&self.store, session_id, self.now_ms()).await
     }
 
     /// Deletes what can no longer matter as of `now_ms`: sessions that
@@ -165,7 +188,7 @@ impl Credentials {
                     _ = stop.cancelled() => return,
                     _ = every.tick() => {}
                 }
-                match credentials.sweep(now_ms()).await {
+                match credentials.sweep(credentials.now_ms()).await {
                     Ok(swept) if swept == Swept::default() => {}
                     Ok(swept) => tracing::info!(?swept, "credentials store swept"),
                     Err(e) => tracing::warn!(error = ?e, "sweeping the credentials store failed; retrying later"),
@@ -177,10 +200,11 @@ impl Credentials {
     pub fn public_key_pem(&self) -> &str {
         self.config.keys.public_pem()
     }
-}
 
-pub(crate) fn now_ms() -> i64 {
-    crate::clock::now_ms()
+    /// The time as the configured [`Clock`] tells it.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
 }
 
 fn unavailable(e: SqlError) -> CredentialsError {

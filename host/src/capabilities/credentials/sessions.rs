@@ -8,7 +8,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::now_ms;
 use crate::database::{Database, SqlError, SqlLimits, Transaction, Value, in_transaction};
 
 /// Prefix that lets secret scanners recognise a leaked token.
@@ -31,14 +30,19 @@ fn new_token() -> Result<String, SqlError> {
     Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-async fn insert_token(tx: &mut Transaction, session_id: &str, expires_at_ms: i64) -> Result<NewRefreshToken, SqlError> {
+async fn insert_token(
+    tx: &mut Transaction,
+    session_id: &str,
+    expires_at_ms: i64,
+    now: i64,
+) -> Result<NewRefreshToken, SqlError> {
     let token = new_token()?;
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
         &[
             Value::Text(token_hash(&token)),
             Value::Text(session_id.into()),
-            Value::Integer(now_ms()),
+            Value::Integer(now),
             Value::Integer(expires_at_ms),
         ],
     )
@@ -46,12 +50,12 @@ async fn insert_token(tx: &mut Transaction, session_id: &str, expires_at_ms: i64
     Ok(NewRefreshToken { token, expires_at_ms, session_id: session_id.into() })
 }
 
-pub async fn start(db: &Database, account_id: &str, ttl_ms: i64) -> Result<NewRefreshToken, SqlError> {
+/// Starts a session at `now` (ms since the epoch, as every `now` below).
+pub async fn start(db: &Database, account_id: &str, ttl_ms: i64, now: i64) -> Result<NewRefreshToken, SqlError> {
     let session_id = uuid::Uuid::now_v7().to_string();
     let account_id = account_id.to_string();
     in_transaction(db, move |tx| {
         Box::pin(async move {
-            let now = now_ms();
             tx.execute(
                 "INSERT INTO sessions (id, account_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
                 &[
@@ -62,7 +66,7 @@ pub async fn start(db: &Database, account_id: &str, ttl_ms: i64) -> Result<NewRe
                 ],
             )
             .await?;
-            insert_token(tx, &session_id, now + ttl_ms).await
+            insert_token(tx, &session_id, now + ttl_ms, now).await
         })
     })
     .await
@@ -81,7 +85,7 @@ pub enum Rotation {
     Reused,
 }
 
-pub async fn rotate(db: &Database, token: &str, ttl_ms: i64) -> Result<Rotation, SqlError> {
+pub async fn rotate(db: &Database, token: &str, ttl_ms: i64, now: i64) -> Result<Rotation, SqlError> {
     let hash = token_hash(token);
     in_transaction(db, move |tx| {
         Box::pin(async move {
@@ -105,12 +109,11 @@ pub async fn rotate(db: &Database, token: &str, ttl_ms: i64) -> Result<Rotation,
             else {
                 return Err(SqlError::Other("unexpected session row".into()));
             };
-            let now = now_ms();
             if *revoked != Value::Null || *session_expires <= now {
                 return Ok(Rotation::Invalid);
             }
             if *used != Value::Null {
-                revoke(tx, session_id, "refresh token reused").await?;
+                revoke(tx, session_id, "refresh token reused", now).await?;
                 return Ok(Rotation::Reused);
             }
             if *token_expires <= now {
@@ -125,41 +128,41 @@ pub async fn rotate(db: &Database, token: &str, ttl_ms: i64) -> Result<Rotation,
                 )
                 .await?;
             if spent == 0 {
-                revoke(tx, session_id, "refresh token reused").await?;
+                revoke(tx, session_id, "refresh token reused", now).await?;
                 return Ok(Rotation::Reused);
             }
-            let token = insert_token(tx, session_id, (now + ttl_ms).min(*session_expires)).await?;
+            let token = insert_token(tx, session_id, (now + ttl_ms).min(*session_expires), now).await?;
             Ok(Rotation::Rotated { account_id: account_id.clone(), token })
         })
     })
     .await
 }
 
-async fn revoke(tx: &mut Transaction, session_id: &str, reason: &str) -> Result<(), SqlError> {
+async fn revoke(tx: &mut Transaction, session_id: &str, reason: &str, now: i64) -> Result<(), SqlError> {
     tx.execute(
         "UPDATE sessions SET revoked_at_ms = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at_ms IS NULL",
-        &[Value::Text(session_id.into()), Value::Integer(now_ms()), Value::Text(reason.into())],
+        &[Value::Text(session_id.into()), Value::Integer(now), Value::Text(reason.into())],
     )
     .await?;
     Ok(())
 }
 
 /// Ends the session a refresh token belongs to (spent or not).
-pub async fn end(db: &Database, token: &str) -> Result<(), SqlError> {
+pub async fn end(db: &Database, token: &str, now: i64) -> Result<(), SqlError> {
     db.execute(
         "UPDATE sessions SET revoked_at_ms = $2, revoked_reason = 'logout' \
          WHERE revoked_at_ms IS NULL AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)",
-        &[Value::Text(token_hash(token)), Value::Integer(now_ms())],
+        &[Value::Text(token_hash(token)), Value::Integer(now)],
     )
     .await?;
     Ok(())
 }
 
-pub async fn end_others(db: &Database, account_id: &str, keep: Option<&str>) -> Result<u64, SqlError> {
+pub async fn end_others(db: &Database, account_id: &str, keep: Option<&str>, now: i64) -> Result<u64, SqlError> {
     db.execute(
         "UPDATE sessions SET revoked_at_ms = $3, revoked_reason = 'password changed' \
          WHERE account_id = $1 AND revoked_at_ms IS NULL AND id <> $2",
-        &[Value::Text(account_id.into()), Value::Text(keep.unwrap_or("").into()), Value::Integer(now_ms())],
+        &[Value::Text(account_id.into()), Value::Text(keep.unwrap_or("").into()), Value::Integer(now)],
     )
     .await
 }
@@ -188,11 +191,11 @@ pub async fn sweep(db: &Database, ended_before: i64) -> Result<(u64, u64), SqlEr
     .await
 }
 
-pub async fn live(db: &Database, session_id: &str) -> Result<bool, SqlError> {
+pub async fn live(db: &Database, session_id: &str, now: i64) -> Result<bool, SqlError> {
     let rows = db
         .query(
             "SELECT id FROM sessions WHERE id = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
-            &[Value::Text(session_id.into()), Value::Integer(now_ms())],
+            &[Value::Text(session_id.into()), Value::Integer(now)],
             &SqlLimits::default(),
         )
         .await?;

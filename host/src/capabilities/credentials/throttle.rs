@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-use super::now_ms;
 use crate::database::{Database, SqlError, SqlLimits, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +24,7 @@ pub struct ThrottleRule {
     pub free_failures: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// Failures older than this are forgotten.
+    /// A count is forgotten after this long without a failure.
     pub window: Duration,
 }
 
@@ -78,9 +77,9 @@ impl Keys {
     }
 }
 
-/// Milliseconds until the caller may try again, if it must wait.
-pub async fn wait(db: &Database, keys: &Keys) -> Result<Option<u64>, SqlError> {
-    let now = now_ms();
+/// Milliseconds until the caller may try again, if it must wait, as of
+/// `now` (ms since the epoch).
+pub async fn wait(db: &Database, keys: &Keys, now: i64) -> Result<Option<u64>, SqlError> {
     let mut longest = 0i64;
     for (key, _) in &keys.keys {
         let rows = db
@@ -97,8 +96,7 @@ pub async fn wait(db: &Database, keys: &Keys) -> Result<Option<u64>, SqlError> {
     Ok((longest > 0).then_some(longest as u64))
 }
 
-pub async fn failed(db: &Database, keys: &Keys) -> Result<(), SqlError> {
-    let now = now_ms();
+pub async fn failed(db: &Database, keys: &Keys, now: i64) -> Result<(), SqlError> {
     for (key, rule) in &keys.keys {
         let rows = db
             .query(
@@ -107,11 +105,13 @@ pub async fn failed(db: &Database, keys: &Keys) -> Result<(), SqlError> {
                 &SqlLimits::default(),
             )
             .await?;
-        let (failures, first) = match rows.rows.first().map(Vec::as_slice) {
-            Some([Value::Integer(f), Value::Integer(first)]) if now - first < rule.window.as_millis() as i64 => {
-                (f + 1, *first)
-            }
-            _ => (1, now),
+        // A count is forgotten once `window` passes without a failure under
+        // its key. (Measuring from the first failure instead reset a
+        // persistent attacker to free guesses every `window`.) The column
+        // keeps its historical name; it holds the latest failure's time.
+        let failures = match rows.rows.first().map(Vec::as_slice) {
+            Some([Value::Integer(f), Value::Integer(last)]) if now - last < rule.window.as_millis() as i64 => f + 1,
+            _ => 1,
         };
         let over = failures - i64::from(rule.free_failures);
         let locked_until = if over > 0 {
@@ -124,7 +124,7 @@ pub async fn failed(db: &Database, keys: &Keys) -> Result<(), SqlError> {
             "INSERT INTO login_throttle (key, failures, first_failure_at_ms, locked_until_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, \
                first_failure_at_ms = excluded.first_failure_at_ms, locked_until_ms = excluded.locked_until_ms",
-            &[Value::Text(key.clone()), Value::Integer(failures), Value::Integer(first), Value::Integer(locked_until)],
+            &[Value::Text(key.clone()), Value::Integer(failures), Value::Integer(now), Value::Integer(locked_until)],
         )
         .await?;
     }

@@ -6,11 +6,26 @@
 //! - `loop`: spins forever (the host's epoch deadline must stop it);
 //! - `oom`: allocates until memory runs out (the host's limiter must stop it);
 //! - `slow`: works for ~300 ms, then answers (a long in-flight call);
+//! - `mark:K`: records the mark `K` (in a `faulty_marks` table of its own
+//!   database) and answers;
+//! - `probe:K`: answers with the name `present` or `absent` for mark `K`;
+//! - `hold:K`: records `started:K`, then waits (polling SQL) until the mark
+//!   `release:K` exists, up to 60 s, then answers: a call that is provably
+//!   in progress for as long as a test wants;
+//! - `spin:K`: records `started:K`, then spins forever;
+//! - `write-then-trap:K` / `write-then-loop:K`: inserts `written:K` in a
+//!   transaction, then traps / spins forever without committing;
+//! - `write:K`: inserts `written:K` in a transaction and commits;
 //! - anything else: answers with a placeholder product.
+//!
+//! `migrations.all()` returns nothing, unless the mark `migration:fail`
+//! exists (then a migration whose statement is not SQL) or
+//! `migration:trap` does (then it traps).
 //!
 //! Every other export answers `internal`.
 
 use polyscale_guest::bindings::types::{DomainError, Money, PageRequest};
+use polyscale_guest::sql::{self, Value};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -40,8 +55,50 @@ fn unsupported<T>() -> Result<T, DomainError> {
 
 impl migrations::Guest for Component {
     fn all() -> Vec<Migration> {
+        if has_mark("migration:trap") {
+            panic!("the faulty component was asked to trap while listing its migrations");
+        }
+        if has_mark("migration:fail") {
+            return vec![Migration {
+                version: 1000,
+                name: "broken on purpose".into(),
+                statements: vec!["CREATE TABLE faulty_broken (id TEXT PRIMARY KEY)".into(), "THIS IS NOT SQL".into()],
+            }];
+        }
         Vec::new()
     }
+}
+
+fn sql_error(e: sql::Error) -> DomainError {
+    DomainError::Internal(polyscale_guest::errors::describe(&e))
+}
+
+fn ensure_marks() -> Result<(), DomainError> {
+    sql::execute("CREATE TABLE IF NOT EXISTS faulty_marks (mark TEXT PRIMARY KEY)", &[]).map_err(sql_error)?;
+    Ok(())
+}
+
+fn add_mark(mark: &str) -> Result<(), DomainError> {
+    ensure_marks()?;
+    sql::execute(
+        "INSERT INTO faulty_marks (mark) VALUES ($1) ON CONFLICT (mark) DO NOTHING",
+        &[Value::Text(mark.into())],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Whether `mark` exists (false if the table does not).
+fn has_mark(mark: &str) -> bool {
+    sql::query("SELECT mark FROM faulty_marks WHERE mark = $1", &[Value::Text(mark.into())])
+        .is_ok_and(|rows| !rows.rows.is_empty())
+}
+
+fn write_in_transaction(mark: &str) -> Result<sql::Transaction, DomainError> {
+    ensure_marks()?;
+    let tx = sql::begin().map_err(sql_error)?;
+    tx.execute("INSERT INTO faulty_marks (mark) VALUES ($1)", &[Value::Text(mark.into())]).map_err(sql_error)?;
+    Ok(tx)
 }
 
 /// Keeps no search index.
@@ -75,10 +132,50 @@ impl Guest for Component {
             }
             _ => {}
         }
+        let mut name = format!("faulty {id}");
+        if let Some((verb, key)) = id.split_once(':') {
+            match verb {
+                "mark" => add_mark(key)?,
+                "probe" => name = if has_mark(key) { "present" } else { "absent" }.into(),
+                "hold" => {
+                    add_mark(&format!("started:{key}"))?;
+                    let release = format!("release:{key}");
+                    let start = std::time::Instant::now();
+                    while !has_mark(&release) {
+                        if start.elapsed() > std::time::Duration::from_secs(60) {
+                            return Err(DomainError::Internal(format!("{release} never came")));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    name = format!("held {key}");
+                }
+                "spin" => {
+                    add_mark(&format!("started:{key}"))?;
+                    loop {
+                        std::hint::black_box(&id);
+                    }
+                }
+                "write-then-trap" => {
+                    let _tx = write_in_transaction(&format!("written:{key}"))?;
+                    panic!("the faulty component was asked to trap mid-transaction");
+                }
+                "write-then-loop" => {
+                    let _tx = write_in_transaction(&format!("written:{key}"))?;
+                    loop {
+                        std::hint::black_box(&id);
+                    }
+                }
+                "write" => {
+                    let tx = write_in_transaction(&format!("written:{key}"))?;
+                    sql::Transaction::commit(tx).map_err(sql_error)?;
+                }
+                _ => {}
+            }
+        }
         Ok(Product {
             id: id.clone(),
             merchant_id: "faulty".into(),
-            name: format!("faulty {id}"),
+            name,
             description: String::new(),
             price: Money { amount: 0, currency: "USD".into() },
             category_id: None,

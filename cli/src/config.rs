@@ -220,15 +220,14 @@ impl Default for SearchSection {
 
 impl Default for AccountSection {
     fn default() -> Self {
-        let keys = polyscale_auth::KeyPair::generate().expect("generating a throwaway key pair");
-        let credentials = polyscale_host::capabilities::credentials::CredentialsConfig::new(keys);
+        use polyscale_host::capabilities::credentials as c;
         Self {
             database_url: None,
             credentials_database_url: None,
-            access_token_ttl: credentials.access_ttl,
-            refresh_token_ttl: credentials.refresh_ttl,
-            ended_session_retention: credentials.ended_session_retention,
-            sweep_every: credentials.sweep_every,
+            access_token_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
+            refresh_token_ttl: c::DEFAULT_REFRESH_TTL,
+            ended_session_retention: c::DEFAULT_ENDED_SESSION_RETENTION,
+            sweep_every: c::DEFAULT_SWEEP_EVERY,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use std::time::Duration;
 
 use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits};
-use polyscale_host::capabilities::credentials::CredentialsConfig;
+use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
 use polyscale_host::components;
 use polyscale_host::database::{ConnectOptions, SqlLimits};
 use polyscale_host::runtime::{CallLimits, RuntimeConfig};
@@ -92,9 +92,9 @@ impl EmbeddedConfig {
             graphql: GraphqlLimits::default(),
             service_timeout: GatewayConfig::new("").service_timeout,
             access_token_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
-            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-            ended_session_retention: Duration::from_secs(7 * 24 * 3600),
-            sweep_every: Duration::from_secs(3600),
+            refresh_token_ttl: credentials::DEFAULT_REFRESH_TTL,
+            ended_session_retention: credentials::DEFAULT_ENDED_SESSION_RETENTION,
+            sweep_every: credentials::DEFAULT_SWEEP_EVERY,
         }
     }
 

@@ -5,7 +5,7 @@
 //!   slot's versions, the active pointer with an activation sequence);
 //! - [`cache`]: compiled code, shared by all slots, within a memory budget;
 //! - [`Slots`]: the slots of one kind (one world), keyed by owner in a
-//!   concurrent map; an idle slot is a few hundred bytes;
+//!   concurrent map; an idle slot holds no compiled code;
 //! - the invoker ([`Runtime::invoke`]), which builds each call's store
 //!   under the limits of the slot's kind.
 //!

@@ -47,6 +47,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// Default lifetime of a refresh token.
+pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default time an ended session stays in the store.
+pub const DEFAULT_ENDED_SESSION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default interval of the sweeper.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 #[derive(Clone)]
 pub struct CredentialsConfig {
     pub keys: KeyPair,
@@ -69,11 +76,11 @@ impl CredentialsConfig {
         Self {
             keys,
             access_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_ttl: DEFAULT_REFRESH_TTL,
             argon2: Argon2Params::OWASP,
             throttle: ThrottlePolicy::default(),
-            ended_session_retention: Duration::from_secs(7 * 24 * 3600),
-            sweep_every: Duration::from_secs(3600),
+            ended_session_retention: DEFAULT_ENDED_SESSION_RETENTION,
+            sweep_every: DEFAULT_SWEEP_EVERY,
             clock: Arc::new(SystemClock),
         }
     }

@@ -45,6 +45,9 @@ pub struct Config {
 pub struct RuntimeSection {
     /// Component instances alive at once across the process.
     pub max_concurrent_instances: u32,
+    /// Calls one component slot may have in flight; more wait within
+    /// their deadline (one slot never holds the whole pool).
+    pub max_concurrent_calls_per_slot: u32,
     /// Largest linear memory the instance pool can hold.
     pub pool_max_memory_bytes: usize,
     /// Bytes of each memory slot kept resident between calls.
@@ -177,6 +180,7 @@ impl Default for RuntimeSection {
         let runtime = polyscale_host::runtime::RuntimeConfig::default();
         Self {
             max_concurrent_instances: runtime.max_concurrent_instances,
+            max_concurrent_calls_per_slot: runtime.max_concurrent_calls_per_slot,
             pool_max_memory_bytes: runtime.pool_max_memory_bytes,
             keep_resident_bytes: runtime.keep_resident_bytes,
             call_timeout: runtime.call_limits.timeout,
@@ -302,6 +306,7 @@ impl Config {
             if ok { Ok(()) } else { Err(ConfigError::Invalid { key, message: "must be greater than zero".into() }) }
         }
         positive("runtime.max_concurrent_instances", self.runtime.max_concurrent_instances > 0)?;
+        positive("runtime.max_concurrent_calls_per_slot", self.runtime.max_concurrent_calls_per_slot > 0)?;
         positive("runtime.call_timeout", !self.runtime.call_timeout.is_zero())?;
         positive("runtime.call_max_memory_bytes", self.runtime.call_max_memory_bytes > 0)?;
         if self.runtime.call_max_memory_bytes > self.runtime.pool_max_memory_bytes {

@@ -104,6 +104,7 @@ impl EmbeddedConfig {
         let r = &config.runtime;
         embedded.runtime = RuntimeConfig {
             max_concurrent_instances: r.max_concurrent_instances,
+            max_concurrent_calls_per_slot: r.max_concurrent_calls_per_slot,
             pool_max_memory_bytes: r.pool_max_memory_bytes,
             keep_resident_bytes: r.keep_resident_bytes,
             cache_dir: r.disk_cache.then(|| config.data_dir.join("cache")),

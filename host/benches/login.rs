@@ -49,7 +49,8 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     let shared = AccountShared { db, sql_limits: SqlLimits::default(), credentials };
-    let limits = KindLimits { call: RuntimeConfig::default().call_limits, max_component_bytes: 64 << 20 };
+    let runtime_config = RuntimeConfig::default();
+    let limits = KindLimits::new(runtime_config.call_limits, &runtime_config);
     let slots = Registry::new(runtime, store, 256 << 20).kind::<AccountWorld>("account", shared, limits).unwrap();
     let registry = ServiceSlot::new(slots);
     registry.bootstrap(components::ACCOUNT).await.unwrap();

@@ -186,8 +186,10 @@ impl HostContext {
         embedded: &[u8],
     ) -> Result<Arc<ServiceSlot<W>>, StartError> {
         let component = |source| StartError::Component { service: name, source };
-        let limits =
-            KindLimits { call: self.config.runtime.call_limits, max_component_bytes: self.config.max_component_bytes };
+        let limits = KindLimits {
+            max_component_bytes: self.config.max_component_bytes,
+            ..KindLimits::new(self.config.runtime.call_limits, &self.config.runtime)
+        };
         let slots = self.registry.kind::<W>(name, shared, limits).map_err(component)?;
         let slot = ServiceSlot::new(slots);
         let active = slot.bootstrap(embedded).await.map_err(component)?;

@@ -52,6 +52,8 @@ pub struct Options {
     pub search: Option<polyscale_host::server::SearchEngineConfig>,
     /// Call limits other than [`test_limits`].
     pub limits: Option<CallLimits>,
+    /// Calls one component slot may have in flight, if not the default.
+    pub calls_per_slot: Option<u32>,
     /// Adjusts the credentials configuration (a test clock, say).
     pub credentials: Option<polyscale::embedded::TuneCredentials>,
     /// Whether the gateway believes a client's `X-Forwarded-For`. Most tests
@@ -68,6 +70,7 @@ impl Options {
             product_component: None,
             search: None,
             limits: None,
+            calls_per_slot: None,
             credentials: None,
             trust_forwarded_for: true,
         }
@@ -99,6 +102,9 @@ impl TestApp {
         config.runtime = RuntimeConfig {
             cache_dir: Some(shared_cache()),
             call_limits: options.limits.unwrap_or_else(test_limits),
+            max_concurrent_calls_per_slot: options
+                .calls_per_slot
+                .unwrap_or(RuntimeConfig::default().max_concurrent_calls_per_slot),
             ..RuntimeConfig::default()
         };
         let system = Embedded::build(config).await.expect("system starts");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polyscale_host::components;
+use polyscale_host::database::{ConnectOptions, Database};
 use polyscale_host::runtime::CallLimits;
 use polyscale_proto::product::v1 as pb;
 use serde_json::{Value, json};
@@ -58,38 +59,54 @@ async fn traps_loops_and_memory_hogs_fail_alone() {
     assert_eq!(body["data"]["product"]["name"], "Survivor", "{body}");
 }
 
-/// How many guests loop at once in [`normal_requests_are_served_while_guests_loop`]:
-/// as many as the test runtime has worker threads.
-const LOOPERS: usize = 4;
+/// Worker threads of the test runtime in
+/// [`normal_requests_are_served_while_guests_loop`].
+const WORKERS: usize = 4;
+/// Guests looping at once there: four times as many as worker threads.
+const LOOPERS: usize = 4 * WORKERS;
+
+/// The p99 of `samples` (nearest rank).
+fn p99(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99).div_ceil(100) - 1]
+}
 
 /// While guests loop, other requests are served within a stated bound,
-/// not merely "eventually" (after the loops hit their deadline).
+/// not merely "eventually" (after the loops hit their deadline), and each
+/// loop fails at its own deadline.
 ///
-/// `LOOPERS` calls spin in the guest (each first records that it started,
-/// so the test knows they are running) under a 10 s deadline. Meanwhile
-/// five ordinary requests must each answer within 2 s (they take tens of
-/// milliseconds; 2 s is generous for a loaded 2-core machine and still far
-/// below the 10 s the loops last), and all of them must be done before any
-/// loop has ended.
+/// `LOOPERS` calls (four per worker thread) spin in the guest; each first
+/// records that it started, so the test knows they all run, and each has
+/// its own gRPC deadline, 12 s + k × 200 ms (the kind's limit is 20 s). Meanwhile `/healthz`, login and
+/// `product(id)` are asked 20 times each: every answer must come within
+/// 2 s (they take milliseconds; 2 s is generous for a loaded 2-core
+/// machine, far below the loops' deadlines), all before the first loop
+/// ends (the 60 requests take ~6 s here); the p99 of each is printed.
 ///
-/// Today a looping guest holds its tokio worker thread until the epoch
-/// deadline traps it, so as many loops as workers stall the whole server
-/// (the probes that wait for the loops to start are not even answered).
+/// This failed before guests yielded to the scheduler at each epoch tick:
+/// a looping guest held its tokio worker thread until its deadline, so as
+/// many loops as workers stalled the whole server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "expected to fail until issue 9 (guests yield to the scheduler)"]
 async fn normal_requests_are_served_while_guests_loop() {
-    let limits = CallLimits { timeout: Duration::from_secs(10), ..test_limits() };
+    let limits = CallLimits { timeout: Duration::from_secs(20), ..test_limits() };
     let app = Arc::new(TestApp::spawn_with(Options { limits: Some(limits), ..Options::new(Backend::Sqlite) }).await);
+    app.register("shopper@example.com", "a long enough password").await;
+    let id = create_product(&app, product_input("Kettle", 2500, 3)).await["id"].as_str().unwrap().to_string();
+    let real = app.active_version().await;
     app.deploy(polyscale_test_components::FAULTY_PRODUCT.to_vec()).await;
 
     let started = Instant::now();
+    let deadline = |k: usize| Duration::from_secs(12) + Duration::from_millis(200) * k as u32;
     let loops: Vec<_> = (0..LOOPERS)
         .map(|k| {
             let app = app.clone();
             tokio::spawn(async move {
                 let mut client = app.products().await;
-                let outcome = client.get_product(pb::GetProductRequest { id: format!("spin:{k}") }).await;
-                (outcome.map(|_| ()).map_err(|s| s.code()), started.elapsed())
+                let mut request = tonic::Request::new(pb::GetProductRequest { id: format!("spin:{k}") });
+                request.set_timeout(deadline(k));
+                let asked = Instant::now();
+                let outcome = client.get_product(request).await;
+                (outcome.map(|_| ()).map_err(|s| s.code()), asked.elapsed(), started.elapsed())
             })
         })
         .collect();
@@ -112,21 +129,129 @@ async fn normal_requests_are_served_while_guests_loop() {
         "the loops ended ({all_running:?}) before the server even answered that they had started"
     );
 
-    // ...and ordinary requests are answered promptly meanwhile.
-    for i in 0..5 {
+    // ...and health, login and product reads are answered promptly
+    // meanwhile (the faulty version answers reads of ordinary ids; the
+    // real one is back for the product read below).
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", app.url().trim_end_matches("/graphql"));
+    let (mut healthz, mut login, mut product) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..20 {
+        let asked = Instant::now();
+        let response = http.get(&health).send().await.unwrap();
+        assert!(response.status().is_success());
+        healthz.push(asked.elapsed());
+
+        let asked = Instant::now();
+        let signed_in = app.login("shopper@example.com", "a long enough password").await;
+        assert!(signed_in["accessToken"].is_string(), "{signed_in}");
+        login.push(asked.elapsed());
+
         let asked = Instant::now();
         let body = get(&app, &format!("ok{i}")).await;
-        let took = asked.elapsed();
         assert_eq!(body["data"]["product"]["name"], format!("faulty ok{i}"), "{body}");
-        assert!(took < Duration::from_secs(2), "request {i} took {took:?} while {LOOPERS} guests looped");
+        product.push(asked.elapsed());
     }
     let served_by = started.elapsed();
-
-    for l in loops {
-        let (outcome, ended) = l.await.unwrap();
-        assert_eq!(outcome, Err(tonic::Code::DeadlineExceeded));
-        assert!(ended > served_by, "a loop ended ({ended:?}) before the ordinary requests were served ({served_by:?})");
+    let (healthz, login, product) = (p99(&mut healthz), p99(&mut login), p99(&mut product));
+    println!(
+        "while {LOOPERS} guests looped on {WORKERS} workers: p99 /healthz {healthz:?}, login {login:?}, product(id) {product:?}"
+    );
+    for (what, p99) in [("/healthz", healthz), ("login", login), ("product(id)", product)] {
+        assert!(p99 < Duration::from_secs(2), "{what} p99 {p99:?} while {LOOPERS} guests looped");
     }
+
+    for (k, l) in loops.into_iter().enumerate() {
+        let (outcome, took, ended) = l.await.unwrap();
+        // The host ends the call just before the client's deadline and
+        // answers DEADLINE_EXCEEDED; on a starved machine tonic's own timer
+        // may fire first and answer CANCELLED. Either is the deadline.
+        let code = outcome.expect_err("a loop cannot succeed");
+        assert!(matches!(code, tonic::Code::DeadlineExceeded | tonic::Code::Cancelled), "loop {k}: {code:?}");
+        assert!(ended > served_by, "loop {k} ended ({ended:?}) before the other requests were served ({served_by:?})");
+        // At its own deadline, not the kind's 20 s limit: not before it
+        // (less the 50 ms the host keeps to answer), and within 1 s after
+        // (the epoch tick is 5 ms; the slack is for sixteen spinning guests
+        // on a loaded 2-core machine).
+        let own = deadline(k);
+        assert!(
+            took + Duration::from_millis(100) >= own && took < own + Duration::from_secs(1),
+            "loop {k} failed after {took:?}, its deadline was {own:?}"
+        );
+    }
+
+    app.activate(&real).await;
+    let body = get(&app, &id).await;
+    assert_eq!(body["data"]["product"]["name"], "Kettle", "{body}");
+}
+
+/// One slot cannot hold more than its quota of instances: with a quota of
+/// two and two calls held in the product slot, a third product call waits
+/// for a permit within its own deadline and is answered OVERLOADED, while
+/// the account slot (login) is served as usual. Once a held call ends, the
+/// slot serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_at_its_quota_refuses_more_calls_and_others_are_served() {
+    let limits = CallLimits { timeout: Duration::from_secs(30), ..test_limits() };
+    let app = Arc::new(
+        TestApp::spawn_with(Options { limits: Some(limits), calls_per_slot: Some(2), ..Options::new(Backend::Sqlite) })
+            .await,
+    );
+    app.register("shopper@example.com", "a long enough password").await;
+    app.deploy(polyscale_test_components::FAULTY_PRODUCT.to_vec()).await;
+    assert_eq!(get(&app, "mark:ready").await["data"]["product"]["name"], "faulty mark:ready");
+
+    let held: Vec<_> = (0..2)
+        .map(|k| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, &format!("hold:{k}")).await })
+        })
+        .collect();
+    // Both held calls are running (asked through the database: a probe
+    // would itself need a permit).
+    let db = Database::connect(
+        &format!("sqlite://{}", app.data_dir.path().join("product.db").display()),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let marks = |db: Database| async move {
+        let rows = db.query("SELECT mark FROM faulty_marks", &[], &Default::default()).await.unwrap().rows;
+        rows.len()
+    };
+    let started = Instant::now();
+    while marks(db.clone()).await < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the held calls never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut client = app.products().await;
+    let mut request = tonic::Request::new(pb::GetProductRequest { id: "one-too-many".into() });
+    request.set_timeout(Duration::from_secs(1));
+    let asked = Instant::now();
+    let refused = client.get_product(request).await.expect_err("the slot is at its quota");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("capacity"), "{refused:?}");
+    assert!(asked.elapsed() >= Duration::from_millis(900), "refused before its deadline: {:?}", asked.elapsed());
+
+    // Another slot is not affected.
+    let signed_in = app.login("shopper@example.com", "a long enough password").await;
+    assert!(signed_in["accessToken"].is_string(), "{signed_in}");
+
+    // Release the held calls (by writing their marks directly: a call to
+    // do it would wait for a permit too); the slot serves again.
+    for k in 0..2 {
+        db.execute(
+            "INSERT INTO faulty_marks (mark) VALUES ($1)",
+            &[polyscale_host::database::Value::Text(format!("release:{k}"))],
+        )
+        .await
+        .unwrap();
+    }
+    for h in held {
+        let body = h.await.unwrap();
+        assert!(body["data"]["product"]["name"].as_str().unwrap().starts_with("held "), "{body}");
+    }
+    assert_eq!(get(&app, "after").await["data"]["product"]["name"], "faulty after");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,7 +371,6 @@ async fn a_failed_call_commits_nothing_and_leaks_no_lock_on_postgres() {
 /// left nothing half-applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_migration_keeps_the_old_version_active() {
-    use polyscale_host::database::{ConnectOptions, Database};
     use polyscale_proto::admin::v1 as admin;
 
     let app = TestApp::spawn(Backend::Sqlite).await;

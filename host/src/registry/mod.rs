@@ -34,7 +34,7 @@ pub use store::{Activation, ComponentStore, SlotKey, VersionInfo, VersionSource,
 use crate::call::CallInfo;
 use crate::database::SqlError;
 use crate::database::migrations::MigrationError;
-use crate::runtime::{BoxFuture, CallError, CallLimits, CallState, Runtime, World, WorldStore};
+use crate::runtime::{BoxFuture, CallError, CallLimits, CallState, Runtime, RuntimeConfig, World, WorldStore};
 
 /// Why a version could not be stored or activated.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,22 @@ pub struct KindLimits {
     pub call: CallLimits,
     /// Largest binary a deploy accepts.
     pub max_component_bytes: usize,
+    /// Calls one slot may have in flight; more wait (within their own
+    /// deadline) for one to finish. Keeps one slot, looping or flooded,
+    /// from taking every instance of the pool from the others.
+    pub max_concurrent_calls: usize,
+}
+
+impl KindLimits {
+    /// `call` limits, the default upload cap and the runtime's per-slot
+    /// quota.
+    pub fn new(call: CallLimits, runtime: &RuntimeConfig) -> Self {
+        Self {
+            call,
+            max_component_bytes: crate::server::DEFAULT_MAX_COMPONENT_BYTES,
+            max_concurrent_calls: runtime.max_concurrent_calls_per_slot.max(1) as usize,
+        }
+    }
 }
 
 /// One slot: the id of its active version, nothing compiled.
@@ -142,6 +158,8 @@ struct Slot {
     loaded: tokio::sync::OnceCell<()>,
     /// Deploys and activations of a slot happen one at a time.
     changing: tokio::sync::Mutex<()>,
+    /// Permits for calls in flight ([`KindLimits::max_concurrent_calls`]).
+    calls: tokio::sync::Semaphore,
 }
 
 /// The slots of one kind (say `product`, or a merchant plugin kind), keyed
@@ -193,6 +211,7 @@ impl<W: Deployable> Slots<W> {
                         active: ArcSwapOption::empty(),
                         loaded: tokio::sync::OnceCell::new(),
                         changing: tokio::sync::Mutex::new(()),
+                        calls: tokio::sync::Semaphore::new(self.limits.max_concurrent_calls),
                     })
                 })
                 .clone(),
@@ -353,6 +372,20 @@ impl<W: Deployable> Slots<W> {
         F: for<'a> FnOnce(&'a W::Exports, &'a mut WorldStore<W>) -> BoxFuture<'a, wasmtime::Result<T>>,
     {
         let slot = self.slot(owner).await.map_err(|e| CallError::Unavailable(format!("component store: {e:?}")))?;
+        // Waiting for a permit counts against the call's deadline.
+        let deadline = timeout.map_or(self.limits.call.timeout, |t| t.min(self.limits.call.timeout));
+        let waited = Instant::now();
+        let _permit = match tokio::time::timeout(deadline, slot.calls.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return Err(CallError::Overloaded(format!(
+                    "slot {} has {} calls in flight",
+                    self.key(owner),
+                    self.limits.max_concurrent_calls
+                )));
+            }
+        };
+        let timeout = Some(deadline.saturating_sub(waited.elapsed()));
         let version =
             slot.active.load_full().ok_or_else(|| CallError::NoActiveVersion { component: self.kind.clone() })?;
         let pre = self.compiled(&version.version).await.map_err(|e| CallError::Unavailable(e.to_string()))?;

@@ -16,6 +16,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct RuntimeConfig {
     /// Instances alive at once across the process (the pool's size).
     pub max_concurrent_instances: u32,
+    /// Calls one slot may have in flight (so one slot, looping or flooded,
+    /// never holds the whole pool); half the pool by default.
+    pub max_concurrent_calls_per_slot: u32,
     /// Largest linear memory the pool can hold; per-call limits are lower.
     pub pool_max_memory_bytes: usize,
     /// Bytes of each memory slot kept resident between calls.
@@ -30,6 +33,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             max_concurrent_instances: 256,
+            max_concurrent_calls_per_slot: 128,
             pool_max_memory_bytes: 256 << 20,
             keep_resident_bytes: 2 << 20,
             cache_dir: None,

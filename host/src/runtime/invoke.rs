@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::{BoxFuture, CallError, CallLimits, CallState, EPOCH_TICK, Runtime, World, WorldStore};
 use crate::call::CallInfo;
@@ -11,8 +11,9 @@ use crate::call::CallInfo;
 impl Runtime {
     /// Instantiates `pre` in a fresh store (capabilities from `shared`) and
     /// runs `f` on the instance. Bounded by `limits.timeout` (or `timeout`,
-    /// if shorter): an epoch deadline stops guest code, an outer timeout
-    /// stops a call stuck in host I/O. `info.component` and
+    /// if shorter): guest code yields to the scheduler at every epoch tick
+    /// and traps at the deadline; an outer timeout stops a call stuck in
+    /// host I/O. `info.component` and
     /// `info.version` label the call's logs and metrics.
     pub async fn invoke<W, T, F>(
         &self,
@@ -33,10 +34,20 @@ impl Runtime {
         let state = CallState::new(info, limits, W::caps(shared));
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64);
-        store.epoch_deadline_trap();
-
+        // Guest code runs until the next epoch tick, then hands its worker
+        // thread back to tokio (so a busy loop never stalls other tasks) and
+        // carries on for another tick; past its wall-clock deadline it traps.
         let started = Instant::now();
+        let deadline = started + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+
         let work = async {
             let exports = W::instantiate(pre, &mut store).await?;
             f(&exports, &mut store).await

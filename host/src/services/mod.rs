@@ -87,7 +87,14 @@ fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let timeout = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    // The call ends a little before the client's deadline, so that the
+    // client hears DEADLINE_EXCEEDED from the host rather than tonic's own
+    // CANCELLED when its timer fires first.
+    let timeout = metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map(|t| t.saturating_sub(REPLY_MARGIN.min(t / 5)));
     let mut info = CallInfo::new(request_id, None);
     if let Some(address) = metadata
         .get(CLIENT_ADDRESS)
@@ -100,6 +107,9 @@ fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
     }
     (info, timeout)
 }
+
+/// Time kept from a client's deadline to send the answer.
+const REPLY_MARGIN: Duration = Duration::from_millis(50);
 
 /// Parses a `grpc-timeout` header value: up to 8 digits and a unit.
 fn parse_grpc_timeout(value: &str) -> Option<Duration> {

@@ -128,7 +128,10 @@ async fn registry_on(db: Database, cache_budget: u64) -> Arc<Registry> {
 
 fn toy_kind(registry: &Arc<Registry>) -> (Arc<Slots<ToyWorld>>, Arc<Counter>) {
     let counter = Arc::new(Counter::default());
-    let limits = KindLimits { call: CallLimits::default(), max_component_bytes: 1 << 20 };
+    let limits = KindLimits {
+        max_component_bytes: 1 << 20,
+        ..KindLimits::new(CallLimits::default(), &RuntimeConfig::default())
+    };
     (registry.kind::<ToyWorld>("toy", counter.clone(), limits).unwrap(), counter)
 }
 

@@ -28,7 +28,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Public GraphQL address.
     pub listen: SocketAddr,
-    /// gRPC address of the services and the admin API.
+    /// gRPC address of the services (the data plane).
     pub grpc_listen: SocketAddr,
     /// Load the sample catalog into an empty system on first start.
     pub sample_data: bool,
@@ -38,6 +38,19 @@ pub struct Config {
     pub product: ProductSection,
     pub account: AccountSection,
     pub gateway: GatewaySection,
+    pub admin: AdminSection,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Where the admin plane (component deploys, role grants, reindex)
+    /// listens: `unix:PATH`, or `HOST:PORT` with `token_file`. Default
+    /// `unix:DATA_DIR/admin.sock` (mode 0600).
+    pub listen: Option<String>,
+    /// The operator token TCP admin calls must present (a file or a
+    /// mounted secret; at least 32 characters).
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +184,7 @@ impl Default for Config {
             product: ProductSection::default(),
             account: AccountSection::default(),
             gateway: GatewaySection::default(),
+            admin: AdminSection::default(),
         }
     }
 }
@@ -254,7 +268,7 @@ impl Default for GatewaySection {
 
 /// `POLYSCALE_…` variables that are not configuration keys (the admin
 /// commands' target, the config file's path).
-const NOT_KEYS: &[&str] = &["admin", "config"];
+const NOT_KEYS: &[&str] = &["admin", "admin_token_file", "grpc", "config"];
 
 /// The flat variable names of earlier releases, and their keys now.
 const LEGACY_NAMES: &[(&str, &str)] = &[
@@ -317,6 +331,18 @@ impl Config {
                     self.runtime.call_max_memory_bytes, self.runtime.pool_max_memory_bytes
                 ),
             });
+        }
+        if let Some(listen) = &self.admin.listen {
+            match crate::admin::AdminAddress::parse(listen) {
+                Err(message) => return Err(ConfigError::Invalid { key: "admin.listen", message }),
+                Ok(crate::admin::AdminAddress::Tcp(_)) if self.admin.token_file.is_none() => {
+                    return Err(ConfigError::Invalid {
+                        key: "admin.token_file",
+                        message: "a TCP admin listener needs an operator token file".into(),
+                    });
+                }
+                Ok(_) => {}
+            }
         }
         positive("components.max_upload_bytes", self.components.max_upload_bytes > 0)?;
         positive("components.compiled_cache_bytes", self.components.compiled_cache_bytes > 0)?;

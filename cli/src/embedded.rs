@@ -13,6 +13,7 @@ use axum::routing::get;
 use std::time::Duration;
 
 use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits};
+use polyscale_host::admin_plane::{AdminListenError, AdminListener, OperatorToken};
 use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
 use polyscale_host::components;
 use polyscale_host::database::{ConnectOptions, SqlLimits};
@@ -24,6 +25,7 @@ use polyscale_host::server::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{Admin, AdminAddress};
 use crate::config::{Config, SearchEngine};
 use crate::{sample, telemetry};
 
@@ -34,8 +36,12 @@ pub struct EmbeddedConfig {
     pub data_dir: PathBuf,
     /// Public HTTP (GraphQL) address; port 0 picks a free one.
     pub listen: SocketAddr,
-    /// Internal gRPC address of the services (and `ComponentAdmin`).
+    /// Internal gRPC address of the services (the data plane).
     pub grpc_listen: SocketAddr,
+    /// The admin plane; default the socket `DATA_DIR/admin.sock`.
+    pub admin_listen: Option<AdminAddress>,
+    /// The operator token TCP admin calls must present.
+    pub admin_token_file: Option<PathBuf>,
     /// The product database; defaults to `sqlite://DATA_DIR/product.db`.
     pub product_database_url: Option<String>,
     /// The account database; defaults to `sqlite://DATA_DIR/account.db`.
@@ -76,6 +82,8 @@ impl EmbeddedConfig {
             data_dir,
             listen: ([127, 0, 0, 1], 8080).into(),
             grpc_listen: ([127, 0, 0, 1], 50051).into(),
+            admin_listen: None,
+            admin_token_file: None,
             product_database_url: None,
             account_database_url: None,
             credentials_database_url: None,
@@ -116,6 +124,9 @@ impl EmbeddedConfig {
         };
         embedded.listen = config.listen;
         embedded.grpc_listen = config.grpc_listen;
+        // Checked by `Config::validate`.
+        embedded.admin_listen = config.admin.listen.as_deref().and_then(|a| AdminAddress::parse(a).ok());
+        embedded.admin_token_file = config.admin.token_file.clone();
         embedded.sample_data = config.sample_data;
         embedded.components_database_url = config.components.database_url.clone();
         embedded.max_component_bytes = config.components.max_upload_bytes;
@@ -179,6 +190,10 @@ pub enum EmbeddedError {
     Sample(String),
     #[error("token signing key: {0}")]
     Key(#[from] polyscale_auth::KeyError),
+    #[error(transparent)]
+    Admin(#[from] AdminListenError),
+    #[error("admin plane: {0}")]
+    AdminAddress(String),
 }
 
 /// A built, not yet serving, embedded system.
@@ -187,6 +202,7 @@ pub struct Embedded {
     gateway: Gateway,
     http: TcpListener,
     grpc: TcpListener,
+    admin: AdminListener,
     config: EmbeddedConfig,
 }
 
@@ -200,6 +216,18 @@ impl Embedded {
                 .create(&config.data_dir)
                 .map_err(|source| EmbeddedError::DataDir { path: config.data_dir.clone(), source })?;
         }
+        let admin = match &config.admin_listen {
+            None => AdminListener::unix(&config.data_dir.join(crate::admin::SOCKET_NAME))?,
+            Some(AdminAddress::Unix(path)) => AdminListener::unix(path)?,
+            Some(AdminAddress::Tcp(url)) => {
+                let file = config
+                    .admin_token_file
+                    .as_deref()
+                    .ok_or_else(|| EmbeddedError::AdminAddress("a TCP admin listener needs admin.token_file".into()))?;
+                let addr = url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+                AdminListener::tcp(addr, OperatorToken::from_file(file)?).await?
+            }
+        };
         let grpc = TcpListener::bind(config.grpc_listen)
             .await
             .map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
@@ -259,7 +287,7 @@ impl Embedded {
         gateway_config.limits = config.graphql;
         gateway_config.service_timeout = config.service_timeout;
         let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
-        Ok(Self { host, gateway, http, grpc, config })
+        Ok(Self { host, gateway, http, grpc, admin, config })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -270,6 +298,14 @@ impl Embedded {
         self.grpc.local_addr().expect("bound listener has an address")
     }
 
+    /// Where the admin plane listens.
+    pub fn admin_address(&self) -> AdminAddress {
+        match &self.admin {
+            AdminListener::Unix { path, .. } => AdminAddress::Unix(path.clone()),
+            admin => AdminAddress::Tcp(admin.address()),
+        }
+    }
+
     pub fn host(&self) -> &ServiceHost {
         &self.host
     }
@@ -278,19 +314,27 @@ impl Embedded {
     /// if asked and not done before.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmbeddedError> {
         let grpc_addr = self.grpc_addr();
+        let admin_address = self.admin_address();
         let metrics = telemetry::metrics();
         let gateway = self
             .gateway
             .merge(axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render()))));
 
-        let host_shutdown = shutdown.clone();
-        let host = tokio::spawn(self.host.run(self.grpc, async move { host_shutdown.cancelled().await }));
+        let host = tokio::spawn(self.host.run(self.grpc, self.admin, shutdown.child_token()));
 
         if self.config.sample_data {
             let marker = self.config.data_dir.join(".sample-data-loaded");
             if !marker.exists() {
+                let admin = match &admin_address {
+                    AdminAddress::Unix(_) => Admin::connect(&admin_address, None).await,
+                    AdminAddress::Tcp(_) => {
+                        Admin::connect(&admin_address, self.config.admin_token_file.as_deref()).await
+                    }
+                }
+                .map_err(|e| EmbeddedError::Sample(e.to_string()))?;
                 let summary = sample::load(
                     &format!("http://{grpc_addr}"),
+                    &admin,
                     &sample::SampleOptions::default(),
                     &self.config.data_dir,
                 )

@@ -1,6 +1,7 @@
 //! The `polyscale` binary's library: the embedded system (everything in one
 //! process) and the sample catalog. The binary (`main.rs`) is the CLI.
 
+pub mod admin;
 pub mod config;
 pub mod embedded;
 pub mod sample;

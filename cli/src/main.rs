@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use polyscale::admin::{Admin, AdminAddress, AdminChannel};
 use polyscale::config::Config;
 use polyscale::embedded::{Embedded, EmbeddedConfig};
 use polyscale::telemetry;
 use polyscale_proto::admin::v1 as admin;
 use polyscale_proto::admin::v1::component_admin_client::ComponentAdminClient;
-use polyscale_proto::admin::v1::operator_client::OperatorClient;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -43,9 +43,11 @@ enum Command {
     /// Add a generated, realistic catalog to a running system (fresh
     /// merchant accounts, the sample categories, N products).
     Seed {
-        /// gRPC address of the service host.
-        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// gRPC address of the services (the data plane).
+        #[arg(long, env = "POLYSCALE_GRPC", default_value = "http://127.0.0.1:50051")]
+        grpc: String,
         #[arg(long, default_value_t = 10_000)]
         products: usize,
         #[arg(long, default_value_t = 10)]
@@ -57,8 +59,8 @@ enum Command {
     /// Rebuild a search index from the database, with progress. The old
     /// index keeps serving until the new one is complete.
     Reindex {
-        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
         #[arg(long, default_value = "products")]
         index: String,
     },
@@ -68,9 +70,8 @@ enum Command {
 enum AccountsCommand {
     /// Grant a role (admin or merchant) to the account with this email.
     Grant {
-        /// gRPC address of the service host running accounts.
-        #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = ["admin", "merchant"])]
@@ -196,11 +197,29 @@ enum ComponentCommand {
     },
 }
 
+/// Where a host's admin plane is (see docs/security.md).
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// `unix:PATH` (the embedded default: the data directory's socket) or
+    /// `HOST:PORT` with --admin-token-file.
+    #[arg(long, env = "POLYSCALE_ADMIN", default_value = "unix:./data/admin.sock")]
+    admin: String,
+    /// The operator token, for a TCP admin listener.
+    #[arg(long, env = "POLYSCALE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    async fn connect(&self) -> Result<Admin> {
+        let address = AdminAddress::parse(&self.admin).map_err(|e| anyhow::anyhow!("--admin {e}"))?;
+        Ok(Admin::connect(&address, self.admin_token_file.as_deref()).await?)
+    }
+}
+
 #[derive(clap::Args)]
 struct AdminTarget {
-    /// gRPC address of the service host.
-    #[arg(long, env = "POLYSCALE_ADMIN", default_value = "http://127.0.0.1:50051")]
-    admin: String,
+    #[command(flatten)]
+    admin: AdminArgs,
     /// The component slot, e.g. `product`.
     #[arg(long, default_value = "product")]
     component: String,
@@ -217,20 +236,22 @@ async fn main() -> Result<()> {
         }
         Command::Component { command } => component(command).await,
         Command::Accounts { command: AccountsCommand::Grant { admin, email, role, store_name } } => {
-            let mut client =
-                OperatorClient::connect(admin.clone()).await.with_context(|| format!("connecting to {admin}"))?;
-            let response = client
+            let response = admin
+                .connect()
+                .await?
+                .operator()
                 .grant_role(admin::GrantRoleRequest { email: email.clone(), role: role.clone(), store_name })
                 .await
-                .map_err(|s| anyhow::anyhow!("refused: {}", s.message()))?
+                .map_err(|s| refused("refused", s))?
                 .into_inner();
             println!("{email} ({}) is now {role}", response.account_id);
             Ok(())
         }
-        Command::Seed { admin, products, merchants, seed } => {
+        Command::Seed { admin, grpc, products, merchants, seed } => {
+            let admin = admin.connect().await?;
             let bar = progress_bar(products as u64, "products");
             let options = polyscale::sample::SampleOptions { products, merchants, seed };
-            let summary = polyscale::sample::seed(&admin, &options, &|done, _| bar.set_position(done)).await?;
+            let summary = polyscale::sample::seed(&grpc, &admin, &options, &|done, _| bar.set_position(done)).await?;
             bar.finish();
             println!("{summary}; the search index follows within moments");
             Ok(())
@@ -243,7 +264,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = EmbeddedConfig::from_config(&args.load()?);
     let system = Embedded::build(config).await?;
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
-    tracing::info!("services and component admin (gRPC) at {}", system.grpc_addr());
+    tracing::info!("services (gRPC) at {}; admin plane at {}", system.grpc_addr(), system.admin_address());
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -255,11 +276,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn admin_client(target: &AdminTarget) -> Result<ComponentAdminClient<tonic::transport::Channel>> {
-    Ok(ComponentAdminClient::connect(target.admin.clone())
-        .await
-        .with_context(|| format!("connecting to {}", target.admin))?
-        .max_encoding_message_size(usize::MAX))
+async fn admin_client(target: &AdminTarget) -> Result<ComponentAdminClient<AdminChannel>> {
+    Ok(target.admin.connect().await?.components())
+}
+
+/// A refused admin call: what, the gRPC code and the server's reason.
+fn refused(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{what} ({:?}): {}", status.code(), status.message())
 }
 
 fn print_version(v: &admin::ComponentVersion) {
@@ -285,7 +308,7 @@ async fn component(command: ComponentCommand) -> Result<()> {
                     activate: !no_activate,
                 })
                 .await
-                .map_err(|s| anyhow::anyhow!("deploy refused: {}", s.message()))?
+                .map_err(|s| refused("deploy refused", s))?
                 .into_inner();
             print_version(&version);
         }
@@ -294,7 +317,7 @@ async fn component(command: ComponentCommand) -> Result<()> {
                 .await?
                 .activate_version(admin::ActivateVersionRequest { component: target.component.clone(), version })
                 .await
-                .map_err(|s| anyhow::anyhow!("activation refused: {}", s.message()))?
+                .map_err(|s| refused("activation refused", s))?
                 .into_inner();
             print_version(&version);
         }
@@ -303,7 +326,7 @@ async fn component(command: ComponentCommand) -> Result<()> {
                 .await?
                 .list_versions(admin::ListVersionsRequest { component: target.component.clone() })
                 .await
-                .map_err(|s| anyhow::anyhow!("listing refused: {}", s.message()))?
+                .map_err(|s| refused("listing refused", s))?
                 .into_inner()
                 .versions;
             for v in &versions {
@@ -324,17 +347,17 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-async fn reindex(admin: &str, index: &str) -> Result<()> {
-    use polyscale_proto::admin::v1::search_admin_client::SearchAdminClient;
-    let mut client =
-        SearchAdminClient::connect(admin.to_string()).await.with_context(|| format!("connecting to {admin}"))?;
-    let mut stream = client
+async fn reindex(admin: &AdminArgs, index: &str) -> Result<()> {
+    let mut stream = admin
+        .connect()
+        .await?
+        .search()
         .reindex(admin::ReindexRequest { index: index.to_string() })
         .await
-        .map_err(|s| anyhow::anyhow!("refused: {}", s.message()))?
+        .map_err(|s| refused("refused", s))?
         .into_inner();
     let bar = progress_bar(0, "documents");
-    while let Some(progress) = stream.message().await.map_err(|s| anyhow::anyhow!("reindex failed: {}", s.message()))? {
+    while let Some(progress) = stream.message().await.map_err(|s| refused("reindex failed", s))? {
         bar.set_length(progress.total);
         bar.set_position(progress.indexed);
         if progress.done {

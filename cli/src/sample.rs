@@ -14,6 +14,8 @@ use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use polyscale_proto::types::v1::Money;
 use tonic::transport::Channel;
 
+use crate::admin::{Admin, AdminChannel};
+
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
     pub products: usize,
@@ -205,7 +207,7 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 struct Clients {
     products: ProductServiceClient<Channel>,
     accounts: AccountServiceClient<Channel>,
-    operator: OperatorClient<Channel>,
+    operator: OperatorClient<AdminChannel>,
 }
 
 /// Registers an account and returns its id and a token.
@@ -234,7 +236,7 @@ async fn login(c: &mut Clients, email: &str, password: &str) -> Result<String, S
     Ok(session.access_token)
 }
 
-async fn connect(endpoint: &str) -> Result<Clients, SampleError> {
+async fn connect(endpoint: &str, admin: &Admin) -> Result<Clients, SampleError> {
     let channel = Channel::from_shared(endpoint.to_string())
         .map_err(|e| SampleError::Refused {
             what: "the endpoint".into(),
@@ -245,8 +247,8 @@ async fn connect(endpoint: &str) -> Result<Clients, SampleError> {
         .map_err(|source| SampleError::Connect { endpoint: endpoint.to_string(), source })?;
     Ok(Clients {
         products: ProductServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
-        accounts: AccountServiceClient::new(channel.clone()),
-        operator: OperatorClient::new(channel),
+        accounts: AccountServiceClient::new(channel),
+        operator: admin.operator(),
     })
 }
 
@@ -358,8 +360,13 @@ async fn catalog(
 
 /// The first-start sample: accounts with well-known emails (passwords
 /// written to `data_dir/sample-accounts.txt`) and the catalog.
-pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> Result<Summary, SampleError> {
-    let mut c = connect(endpoint).await?;
+pub async fn load(
+    endpoint: &str,
+    admin: &Admin,
+    options: &SampleOptions,
+    data_dir: &Path,
+) -> Result<Summary, SampleError> {
+    let mut c = connect(endpoint, admin).await?;
     let mut credentials = Vec::new();
     let merchant_email = |i: usize| format!("merchant{}@example.com", i + 1);
     let (admin, merchants) =
@@ -381,10 +388,11 @@ pub async fn load(endpoint: &str, options: &SampleOptions, data_dir: &Path) -> R
 /// `options.products` products. Reports `(done, total)` as it goes.
 pub async fn seed(
     endpoint: &str,
+    admin: &Admin,
     options: &SampleOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Summary, SampleError> {
-    let mut c = connect(endpoint).await?;
+    let mut c = connect(endpoint, admin).await?;
     let run = password()?.to_lowercase();
     let merchant_email = |i: usize| format!("seed-{run}-merchant{}@example.com", i + 1);
     let (admin, merchants) =

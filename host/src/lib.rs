@@ -15,6 +15,7 @@
 //!
 //! See docs/architecture.md for the picture.
 
+pub mod admin_plane;
 pub mod bindings;
 pub mod call;
 pub mod capabilities;

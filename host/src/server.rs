@@ -1,18 +1,20 @@
 //! A service host process: `ServiceHost::build(config)` opens the
 //! component store and builds the configured service modules;
-//! `run(listener, shutdown)` serves gRPC (the modules' services,
-//! `ComponentAdmin`, `SearchAdmin`, health and reflection) until shutdown.
+//! `run(listener, admin, shutdown)` serves the data plane (the modules'
+//! services, health, reflection) and, on its own listener, the admin plane
+//! (`ComponentAdmin`, `Operator`, `SearchAdmin`; see [`crate::admin_plane`])
+//! until shutdown.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use polyscale_auth::Verifier;
 use polyscale_proto::admin::v1::component_admin_server::ComponentAdminServer;
 use polyscale_proto::admin::v1::search_admin_server::SearchAdminServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_plane::{AdminAuth, AdminListener};
 use crate::capabilities::credentials::{CredentialsConfig, CredentialsSetupError};
 use crate::capabilities::search::SearchBackend;
 use crate::capabilities::search::elasticsearch::ElasticsearchBackend;
@@ -273,14 +275,22 @@ impl ServiceHost {
         &self.registry
     }
 
-    /// Serves until `shutdown` resolves, then closes the databases.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
+    /// Serves the data plane on `listener` and the admin plane on `admin`
+    /// until `shutdown` is cancelled, then closes the databases.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        admin: AdminListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(polyscale_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(polyscale_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .map_err(|e| StartError::Reflection(e.to_string()))
+        };
 
         let auth = Authenticator::new(self.verifier.clone());
         let mut planes = Planes::default();
@@ -290,24 +300,58 @@ impl ServiceHost {
         for name in &planes.health {
             health.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
         }
-        let Planes { mut grpc, components, indexes, .. } = planes;
-        grpc.add_service(health_service)
-            .add_service(reflection)
+        let Planes { mut grpc, admin: mut admin_routes, components, indexes, .. } = planes;
+        grpc.add_service(health_service.clone()).add_service(reflection()?);
+        admin_routes
             .add_service(
                 ComponentAdminServer::new(components).max_decoding_message_size(self.max_component_bytes + (1 << 20)),
             )
-            .add_service(SearchAdminServer::new(indexes));
-        // One listener for now; the admin plane moves to its own with the
-        // security hardening (issue 9).
-        let result = tonic::transport::Server::builder()
+            .add_service(SearchAdminServer::new(indexes))
+            .add_service(health_service)
+            .add_service(reflection()?);
+
+        let data_plane = tonic::transport::Server::builder()
             .add_routes(grpc.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+        let admin_address = admin.address();
+        let admin_plane = async {
+            let stop = shutdown.clone().cancelled_owned();
+            match admin {
+                AdminListener::Unix { listener, .. } => {
+                    tonic::transport::Server::builder()
+                        .layer(tonic::service::InterceptorLayer::new(AdminAuth(None)))
+                        .add_routes(admin_routes.routes())
+                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+                        .await
+                }
+                AdminListener::Tcp { listener, token } => {
+                    tonic::transport::Server::builder()
+                        .layer(tonic::service::InterceptorLayer::new(AdminAuth(Some(token))))
+                        .add_routes(admin_routes.routes())
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                        .await
+                }
+            }
+        };
+        tracing::info!(admin = %admin_address, "admin plane listening");
+        let (data, admin) = tokio::join!(
+            async {
+                let result = data_plane.await;
+                shutdown.cancel();
+                result
+            },
+            async {
+                let result = admin_plane.await;
+                shutdown.cancel();
+                result
+            }
+        );
         self.background.cancel();
         for db in &self.databases {
             db.close().await;
         }
-        result.map_err(|e| StartError::Engine(format!("gRPC server: {e}")))
+        data.map_err(|e| StartError::Engine(format!("gRPC server: {e}")))?;
+        admin.map_err(|e| StartError::Engine(format!("admin gRPC server ({admin_address}): {e}")))
     }
 }
 

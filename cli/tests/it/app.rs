@@ -25,6 +25,8 @@ pub enum Backend {
 pub struct TestApp {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// The admin plane (the data directory's socket).
+    pub admin_address: polyscale::admin::AdminAddress,
     pub client: reqwest::Client,
     pub data_dir: TempDir,
     shutdown: CancellationToken,
@@ -108,13 +110,14 @@ impl TestApp {
             ..RuntimeConfig::default()
         };
         let system = Embedded::build(config).await.expect("system starts");
-        let (http, grpc) = (system.http_addr(), system.grpc_addr());
+        let (http, grpc, admin_address) = (system.http_addr(), system.grpc_addr(), system.admin_address());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { system.run(token).await.expect("system runs") });
         Self {
             http,
             grpc,
+            admin_address,
             client: reqwest::Client::new(),
             data_dir,
             shutdown,
@@ -210,7 +213,9 @@ impl TestApp {
 
     /// Makes `email` an admin through the operator API.
     pub async fn grant(&self, email: &str, role: &str, store_name: &str) {
-        polyscale_proto::admin::v1::operator_client::OperatorClient::new(self.channel().await)
+        self.admin_plane()
+            .await
+            .operator()
             .grant_role(polyscale_proto::admin::v1::GrantRoleRequest {
                 email: email.into(),
                 role: role.into(),
@@ -257,8 +262,13 @@ impl TestApp {
         Channel::from_shared(format!("http://{}", self.grpc)).unwrap().connect().await.expect("gRPC connects")
     }
 
-    pub async fn admin(&self) -> ComponentAdminClient<Channel> {
-        ComponentAdminClient::new(self.channel().await).max_encoding_message_size(usize::MAX)
+    /// The admin plane, as the operator reaches it.
+    pub async fn admin_plane(&self) -> polyscale::admin::Admin {
+        polyscale::admin::Admin::connect(&self.admin_address, None).await.expect("the admin socket connects")
+    }
+
+    pub async fn admin(&self) -> ComponentAdminClient<polyscale::admin::AdminChannel> {
+        self.admin_plane().await.components()
     }
 
     pub async fn products(&self) -> ProductServiceClient<Channel> {

@@ -103,6 +103,53 @@ async fn serve_with_defaults_runs_the_system_with_sample_data() {
     assert!(interrupt(&mut child).success());
 }
 
+/// The data plane's and the admin plane's addresses, from the log line
+/// that follows the GraphQL one.
+fn planes(log: &std::sync::mpsc::Receiver<String>) -> (String, String) {
+    loop {
+        let line = log.recv_timeout(Duration::from_secs(60)).expect("the gRPC addresses are logged");
+        if let Some(rest) = line.split("(gRPC) at ").nth(1) {
+            let grpc = format!("http://{}", rest.split(';').next().unwrap().trim());
+            let admin = rest.split("admin plane at ").nth(1).expect("the admin address").split_whitespace().next();
+            return (grpc, admin.unwrap().to_string());
+        }
+    }
+}
+
+/// A TCP admin plane answers only calls that carry the operator token:
+/// none or a wrong one is refused (the command exits non-zero with
+/// UNAUTHENTICATED), the right one works; and the data plane's port does
+/// not serve the admin services at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tcp_admin_plane_needs_the_operator_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("operator-token");
+    std::fs::write(&token, format!("{}\n", "t0ken".repeat(8))).unwrap();
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "w".repeat(40)).unwrap();
+    let listen = "admin.listen=127.0.0.1:0".to_string();
+    let token_file = format!("admin.token_file={}", token.display());
+    let (mut child, _url, log) = serve_with(dir.path(), &["--no-sample-data", "--set", &listen, "--set", &token_file]);
+    let (grpc, admin) = planes(&log);
+    assert!(admin.starts_with("http://127.0.0.1:"), "{admin}");
+
+    let (ok, _, err) = polyscale(&["component", "list", "--admin", &admin]).await;
+    assert!(!ok && err.contains("operator token"), "no token: {err}");
+    let (ok, _, err) =
+        polyscale(&["component", "list", "--admin", &admin, "--admin-token-file", wrong.to_str().unwrap()]).await;
+    assert!(!ok && err.contains("operator token"), "a wrong token: {err}");
+    let (ok, out, err) =
+        polyscale(&["component", "list", "--admin", &admin, "--admin-token-file", token.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(out.trim_end().ends_with("(active)"), "{out}");
+
+    // The data plane is no way in, with or without the token.
+    let (ok, _, err) =
+        polyscale(&["component", "list", "--admin", &grpc, "--admin-token-file", token.to_str().unwrap()]).await;
+    assert!(!ok && err.to_lowercase().contains("unimplemented"), "{err}");
+    assert!(interrupt(&mut child).success());
+}
+
 /// Runs `polyscale <args>` to completion (at most two minutes); returns
 /// whether it succeeded, its stdout and its stderr.
 async fn polyscale(args: &[&str]) -> (bool, String, String) {
@@ -130,14 +177,16 @@ async fn polyscale(args: &[&str]) -> (bool, String, String) {
 async fn the_operating_commands_work_against_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, log) = serve_with(dir.path(), &["--no-sample-data"]);
-    // The gRPC address is logged just after the GraphQL one.
-    let grpc = loop {
-        let line = log.recv_timeout(Duration::from_secs(60)).expect("the gRPC address is logged");
-        if let Some(rest) = line.split("(gRPC) at ").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
-    let admin = grpc.as_str();
+    let (grpc, admin) = planes(&log);
+    // The embedded admin plane is the data directory's socket (logged
+    // relative to the server's directory), this user's only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(admin, "unix:./data/admin.sock");
+    let socket = dir.path().join("data").join("admin.sock");
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(dir.path().join("data")).unwrap().permissions().mode() & 0o777, 0o700);
+    let admin = format!("unix:{}", socket.display());
+    let admin = admin.as_str();
     let http = reqwest::Client::new();
     let graphql = |query: Value| {
         let (http, url) = (http.clone(), url.clone());
@@ -192,7 +241,8 @@ async fn the_operating_commands_work_against_a_running_server() {
     assert!(err.contains("refused"), "{err}");
 
     // seed: the products arrive.
-    let (ok, out, err) = polyscale(&["seed", "--products", "30", "--merchants", "2", "--admin", admin]).await;
+    let (ok, out, err) =
+        polyscale(&["seed", "--products", "30", "--merchants", "2", "--admin", admin, "--grpc", &grpc]).await;
     assert!(ok, "{err}");
     assert!(out.contains("30 products"), "{out}");
     let total = graphql(json!({ "query": "{ products { totalCount } }" })).await;

@@ -2,6 +2,7 @@
 //! GraphQL (HTTP) and gRPC.
 
 mod accounts;
+mod admin_plane;
 mod app;
 mod bad_input;
 mod binary;

@@ -558,14 +558,14 @@ async fn hostile_search_input_gets_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reindex_rebuilds_from_the_database() {
-    use polyscale_proto::admin::v1::{ReindexRequest, search_admin_client::SearchAdminClient};
+    use polyscale_proto::admin::v1::ReindexRequest;
     let app = TestApp::spawn(Backend::Sqlite).await;
     for i in 0..12 {
         create_product(&app, product_input(&format!("Rebuild Chair {i}"), 5_000, 1)).await;
     }
     wait_for_total(&app, json!({ "q": "chair" }), 12).await;
 
-    let mut admin = SearchAdminClient::new(app.channel().await);
+    let mut admin = app.admin_plane().await.search();
     let mut stream = admin.reindex(ReindexRequest { index: "products".into() }).await.unwrap().into_inner();
     let mut last = None;
     while let Some(progress) = stream.message().await.unwrap() {

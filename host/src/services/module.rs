@@ -17,10 +17,12 @@ use crate::capabilities::search::rebuild::DocumentSource;
 /// What modules add to the host's listeners.
 #[derive(Default)]
 pub struct Planes {
-    /// gRPC services: the data plane (called by the gateway and sibling
-    /// services) and, until the admin plane gets a listener of its own
-    /// (the security hardening issue), a module's admin services too.
+    /// The data plane: gRPC services called by the gateway and sibling
+    /// services.
     pub grpc: RoutesBuilder,
+    /// The admin plane: a module's operator services, served on the admin
+    /// listener only ([`crate::admin_plane`]).
+    pub admin: RoutesBuilder,
     /// gRPC health names to report serving.
     pub health: Vec<&'static str>,
     /// Component slots, for `ComponentAdmin`.

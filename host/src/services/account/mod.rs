@@ -199,7 +199,7 @@ impl ServiceModule for AccountModule {
         let auth = auth.clone().checking_sessions(self.credentials().clone());
         planes.grpc.add_service(AccountServiceServer::new(AccountApi::new(self.slot.clone(), auth)));
         planes.health.push(<AccountServiceServer<AccountApi> as NamedService>::NAME);
-        planes.grpc.add_service(OperatorServer::new(OperatorApi::new(self.slot.clone())));
+        planes.admin.add_service(OperatorServer::new(OperatorApi::new(self.slot.clone())));
         planes.add_slot(self.name(), self.slot.clone());
     }
 

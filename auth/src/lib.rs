@@ -9,6 +9,7 @@
 //! all refused.
 
 mod keys;
+mod service;
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +18,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyError, KeyPair, load_or_create_key_pair, load_public_key};
+pub use service::{
+    SERVICE_AUDIENCE, SERVICE_ISSUER, SERVICE_TOKEN_TTL, ServiceKey, ServiceKeyError, ServiceTokenIssuer,
+    ServiceTokenVerifier,
+};
 
 /// Who issues PolyScale tokens.
 pub const ISSUER: &str = "polyscale";

@@ -279,6 +279,11 @@ impl Embedded {
                 .unwrap_or_else(|| sqlite("credentials.db")),
             credentials,
         });
+        // The gateway and the services share a secret for this process's
+        // life: the services believe the client addresses the gateway
+        // vouches for, and no one else's.
+        let service_key = polyscale_auth::ServiceKey::generate();
+        host_config.gateway_key = Some(service_key.clone());
         let host = ServiceHost::build(host_config).await?;
 
         let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
@@ -286,6 +291,7 @@ impl Embedded {
         gateway_config.trust_forwarded_for = config.trust_forwarded_for;
         gateway_config.limits = config.graphql;
         gateway_config.service_timeout = config.service_timeout;
+        gateway_config.service_key = Some(service_key);
         let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
         Ok(Self { host, gateway, http, grpc, admin, config })
     }

@@ -1,10 +1,12 @@
 //! gRPC clients of the domain services, and the metadata every call
 //! carries (request id, deadline).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use polyscale_auth::ServiceTokenIssuer;
 use polyscale_proto::account::v1::account_service_client::AccountServiceClient;
-use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, REQUEST_ID};
+use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, GATEWAY_TOKEN, REQUEST_ID};
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -24,6 +26,8 @@ pub struct Clients {
     pub product: ProductServiceClient<Channel>,
     pub account: AccountServiceClient<Channel>,
     timeout: Duration,
+    /// Proves to the services that calls come from this gateway.
+    service_tokens: Option<Arc<ServiceTokenIssuer>>,
 }
 
 fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
@@ -43,19 +47,24 @@ impl Clients {
             product: ProductServiceClient::new(channel(&config.product_endpoint, config.service_timeout)?),
             account: AccountServiceClient::new(channel(&config.account_endpoint, config.service_timeout)?),
             timeout: config.service_timeout,
+            service_tokens: config.service_key.as_ref().map(|key| Arc::new(ServiceTokenIssuer::new(key))),
         })
     }
 
     /// A request carrying the request id, the caller's token, the client
-    /// address and the deadline.
+    /// address with the gateway's service token, and the deadline.
     pub fn request<T>(&self, message: T, context: &RequestContext) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
         if let Ok(v) = MetadataValue::try_from(context.request_id.as_str()) {
             metadata.insert(REQUEST_ID, v);
         }
-        if let Ok(v) = MetadataValue::try_from(context.client_address.as_str()) {
-            metadata.insert(CLIENT_ADDRESS, v);
+        if let Some(issuer) = &self.service_tokens
+            && let Ok(token) = MetadataValue::try_from(&*issuer.token())
+            && let Ok(address) = MetadataValue::try_from(context.client_address.as_str())
+        {
+            metadata.insert(GATEWAY_TOKEN, token);
+            metadata.insert(CLIENT_ADDRESS, address);
         }
         if let Some(token) = &context.token
             && let Ok(v) = MetadataValue::try_from(format!("Bearer {token}"))

@@ -34,6 +34,10 @@ pub struct GatewayConfig {
     pub limits: GraphqlLimits,
     /// Deadline passed to the services for each call.
     pub service_timeout: Duration,
+    /// The secret shared with the services: the gateway signs a service
+    /// token with it, so that the services believe the client address it
+    /// sends. Without it they use the gateway's own address.
+    pub service_key: Option<polyscale_auth::ServiceKey>,
 }
 
 impl GatewayConfig {
@@ -47,6 +51,7 @@ impl GatewayConfig {
             trust_forwarded_for: false,
             limits: GraphqlLimits::default(),
             service_timeout: Duration::from_secs(10),
+            service_key: None,
         }
     }
 }

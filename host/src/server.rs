@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use polyscale_auth::Verifier;
+use polyscale_auth::{ServiceKey, ServiceTokenVerifier, Verifier};
 use polyscale_proto::admin::v1::component_admin_server::ComponentAdminServer;
 use polyscale_proto::admin::v1::search_admin_server::SearchAdminServer;
 use tokio::net::TcpListener;
@@ -54,6 +54,10 @@ pub struct HostConfig {
     /// the account service's own key when it runs here; without either,
     /// no token is accepted.
     pub token_public_key: Option<String>,
+    /// The secret shared with the gateway: calls carrying its service
+    /// token have their client address believed. Without it, no caller's
+    /// address header is.
+    pub gateway_key: Option<ServiceKey>,
 }
 
 impl HostConfig {
@@ -68,6 +72,7 @@ impl HostConfig {
             product: None,
             account: None,
             token_public_key: None,
+            gateway_key: None,
         }
     }
 }
@@ -216,6 +221,7 @@ pub struct ServiceHost {
     /// Stops background work (drainers, sweepers) when the host goes.
     background: CancellationToken,
     verifier: Option<Verifier>,
+    gateway: Option<ServiceTokenVerifier>,
     databases: Vec<Database>,
     /// Largest component a deploy may upload.
     max_component_bytes: usize,
@@ -251,6 +257,7 @@ impl ServiceHost {
         let verifier =
             public_key.map(|pem| Verifier::new(&pem)).transpose().map_err(|e| StartError::PublicKey(e.to_string()))?;
         let max_component_bytes = host.config.max_component_bytes;
+        let gateway = host.config.gateway_key.as_ref().map(ServiceTokenVerifier::new);
         Ok(Self {
             product,
             account,
@@ -258,6 +265,7 @@ impl ServiceHost {
             registry,
             background,
             verifier,
+            gateway,
             databases: host.databases,
             max_component_bytes,
         })
@@ -292,7 +300,7 @@ impl ServiceHost {
                 .map_err(|e| StartError::Reflection(e.to_string()))
         };
 
-        let auth = Authenticator::new(self.verifier.clone());
+        let auth = Authenticator::new(self.verifier.clone(), self.gateway.clone());
         let mut planes = Planes::default();
         for module in &self.modules {
             module.register(&auth, &mut planes);

@@ -36,6 +36,9 @@ pub mod metadata {
     pub const COMPONENT_VERSION: &str = "x-polyscale-component-version";
     /// The end client's address, as the gateway saw it (for throttling).
     pub const CLIENT_ADDRESS: &str = "x-polyscale-client-address";
+    /// The gateway's service token (see `polyscale_auth::ServiceTokenIssuer`):
+    /// only a call carrying a valid one has its `CLIENT_ADDRESS` believed.
+    pub const GATEWAY_TOKEN: &str = "x-polyscale-gateway-token";
     /// `Bearer <access token>`.
     pub const AUTHORIZATION: &str = "authorization";
 }

@@ -587,3 +587,53 @@ async fn password_hashes_stay_in_the_credentials_store() {
         assert!(!accounts.contains(secret) && !credentials.contains(secret), "a secret is stored in clear");
     }
 }
+
+/// Whether a gRPC login was refused as throttled (TOO_MANY_ATTEMPTS).
+fn throttled(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .is_some_and(|b| b.field_violations.iter().any(|v| v.reason == "TOO_MANY_ATTEMPTS"))
+}
+
+/// The client address header is believed only from the gateway (which
+/// proves itself with its service token). A client calling the account
+/// service directly with a new spoofed `x-polyscale-client-address` on each
+/// guess still has every guess counted against its real address: after
+/// the five free misses, even the right password is throttled. Before,
+/// each guess looked like it came from a fresh address and the right
+/// password got in. A forged gateway token is refused outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_address_header_is_believed_only_from_the_gateway() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.register("victim@example.com", PASSWORD).await;
+    let mut accounts = AccountServiceClient::new(app.channel().await);
+    let login = |password: &str, address: String| {
+        let mut request = tonic::Request::new(account_pb::LoginRequest {
+            email: "victim@example.com".into(),
+            password: password.into(),
+        });
+        request.metadata_mut().insert(polyscale_proto::metadata::CLIENT_ADDRESS, address.parse().unwrap());
+        request
+    };
+    for i in 0..6 {
+        let refused = accounts.login(login("wrong guess 123", format!("198.51.100.{i}"))).await.unwrap_err();
+        assert!(!throttled(&refused), "guess {i}: {refused:?}");
+    }
+    let refused = accounts.login(login(PASSWORD, "198.51.100.99".into())).await.expect_err("throttled");
+    assert!(throttled(&refused), "the spoofed address escaped the throttle: {refused:?}");
+
+    // A made-up gateway token is no way to be believed either.
+    let mut forged = login(PASSWORD, "198.51.100.100".into());
+    forged
+        .metadata_mut()
+        .insert(polyscale_proto::metadata::GATEWAY_TOKEN, "eyJhbGciOiJIUzI1NiJ9.e30.c2ln".parse().unwrap());
+    let refused = accounts.login(forged).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // Through the gateway (which the test trusts with X-Forwarded-For),
+    // the owner at another address signs in at once.
+    let signed_in = app.login_from(Some("192.0.2.1"), "victim@example.com", PASSWORD).await;
+    assert!(signed_in["accessToken"].is_string(), "{signed_in}");
+}

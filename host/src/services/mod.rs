@@ -13,8 +13,8 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polyscale_auth::Verifier;
-use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION, REQUEST_ID};
+use polyscale_auth::{ServiceTokenVerifier, Verifier};
+use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION, GATEWAY_TOKEN, REQUEST_ID};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -34,6 +34,10 @@ const MAX_REQUEST_ID: usize = 128;
 #[derive(Clone, Default)]
 pub struct Authenticator {
     verifier: Option<Verifier>,
+    /// Checks the gateway's service token; only a call that carries a
+    /// valid one has its client address header believed. Without it, no
+    /// caller is believed and the peer's address is used.
+    gateway: Option<ServiceTokenVerifier>,
     /// When set, the token's session must also still be live (logout and
     /// password changes then take effect at once). The account service
     /// sets it; others accept a token until it expires.
@@ -41,8 +45,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(verifier: Option<Verifier>) -> Self {
-        Self { verifier, sessions: None }
+    pub fn new(verifier: Option<Verifier>, gateway: Option<ServiceTokenVerifier>) -> Self {
+        Self { verifier, gateway, sessions: None }
     }
 
     pub fn checking_sessions(mut self, credentials: Arc<Credentials>) -> Self {
@@ -52,6 +56,7 @@ impl Authenticator {
 
     pub async fn call_info<T>(&self, request: &Request<T>) -> Result<(CallInfo, Option<Duration>), Status> {
         let (mut info, timeout) = call_info(request);
+        self.client_address(request, &mut info)?;
         let Some(header) = request.metadata().get(AUTHORIZATION) else { return Ok((info, timeout)) };
         let unauthenticated = |why: &str| status::unauthenticated(why);
         let token = header
@@ -77,6 +82,33 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The client's address: the one the gateway vouches for, if the call
+    /// carries a valid gateway token; otherwise the peer's. A gateway token
+    /// that does not verify is refused outright.
+    fn client_address<T>(&self, request: &Request<T>, info: &mut CallInfo) -> Result<(), Status> {
+        let metadata = request.metadata();
+        if let Some(token) = metadata.get(GATEWAY_TOKEN) {
+            let verifier =
+                self.gateway.as_ref().ok_or_else(|| status::unauthenticated("this service trusts no gateway"))?;
+            let token = token.to_str().map_err(|_| status::unauthenticated("malformed gateway token"))?;
+            verifier.verify(token).map_err(|e| status::unauthenticated(&format!("gateway token: {e}")))?;
+            if let Some(address) = metadata
+                .get(CLIENT_ADDRESS)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                info.client_address = address.to_string();
+                return Ok(());
+            }
+        }
+        if let Some(peer) = request.remote_addr() {
+            info.client_address = peer.ip().to_string();
+        }
+        Ok(())
+    }
+}
+
 /// The call facts carried by a gRPC request's metadata, before
 /// authentication.
 fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
@@ -95,17 +127,7 @@ fn call_info<T>(request: &Request<T>) -> (CallInfo, Option<Duration>) {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
         .map(|t| t.saturating_sub(REPLY_MARGIN.min(t / 5)));
-    let mut info = CallInfo::new(request_id, None);
-    if let Some(address) = metadata
-        .get(CLIENT_ADDRESS)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        info.client_address = address.to_string();
-    } else if let Some(peer) = request.remote_addr() {
-        info.client_address = peer.ip().to_string();
-    }
-    (info, timeout)
+    (CallInfo::new(request_id, None), timeout)
 }
 
 /// Time kept from a client's deadline to send the answer.

@@ -3,5 +3,8 @@
 use polyscale_guest_build::{Guest, embed};
 
 fn main() {
-    embed(&[Guest { name: "FAULTY_PRODUCT", package: "faulty-product-component", dir: "testing/faulty-product" }]);
+    embed(&[
+        Guest { name: "FAULTY_PRODUCT", package: "faulty-product-component", dir: "testing/faulty-product" },
+        Guest { name: "HOSTILE_ACCOUNT", package: "hostile-account-component", dir: "testing/hostile-account" },
+    ]);
 }

@@ -6,5 +6,7 @@
 //! - [`FAULTY_PRODUCT`]: a `product-service` component that traps, spins,
 //!   allocates without bound or works slowly on request (see its crate
 //!   docs).
+//! - [`HOSTILE_ACCOUNT`]: an `account-service` component that tries to
+//!   mint tokens and sessions for accounts it never proved.
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));

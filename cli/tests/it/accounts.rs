@@ -637,3 +637,86 @@ async fn a_client_address_header_is_believed_only_from_the_gateway() {
     let signed_in = app.login_from(Some("192.0.2.1"), "victim@example.com", PASSWORD).await;
     assert!(signed_in["accessToken"].is_string(), "{signed_in}");
 }
+
+/// The `sid` claim of an access token (read, not verified).
+fn session_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["sid"].as_str().unwrap().to_string()
+}
+
+/// A hostile account component (deployed into the account slot through
+/// the admin plane) cannot mint an admin token, nor a session or token for
+/// another account, nor set its password, nor grant itself a role: the
+/// credentials capability acts only for accounts the call proved. The
+/// victim's password and sessions are untouched afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_account_component_cannot_act_for_accounts_it_did_not_prove() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let victim = app.register("victim@example.com", PASSWORD).await;
+    let victim_id = victim["account"]["id"].as_str().unwrap().to_string();
+    let victim_session = session_of(victim["accessToken"].as_str().unwrap());
+    let mut admin = app.admin().await;
+    let versions = |admin: &mut polyscale_proto::admin::v1::component_admin_client::ComponentAdminClient<_>| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_versions(polyscale_proto::admin::v1::ListVersionsRequest { component: "account".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .versions
+        }
+    };
+    let real = versions(&mut admin).await.into_iter().find(|v| v.active).unwrap().version;
+    admin
+        .deploy_component(polyscale_proto::admin::v1::DeployComponentRequest {
+            component: "account".into(),
+            wasm: polyscale_test_components::HOSTILE_ACCOUNT.to_vec(),
+            activate: true,
+        })
+        .await
+        .expect("the hostile component deploys");
+
+    let attack = |email: String| {
+        let app = &app;
+        async move {
+            app.post(json!({
+                "query": "mutation($input: LoginInput!) { login(input: $input) { accessToken userErrors { code message } } }",
+                "variables": { "input": { "email": email, "password": "attacker's choice 123" } },
+            }))
+            .await
+            .1
+        }
+    };
+    for email in [
+        format!("mint-admin:{victim_id}:{victim_session}"),
+        format!("session-for:{victim_id}"),
+        format!("set-password:{victim_id}"),
+        "self-admin:01JHOSTILE0000000000000000".to_string(),
+        "grant-self:01JHOSTILE0000000000000000".to_string(),
+    ] {
+        let body = attack(email.clone()).await;
+        assert!(body["data"]["login"]["accessToken"].is_null() || body["data"]["login"].is_null(), "{email}: {body}");
+        assert_eq!(code(&body), "FORBIDDEN", "{email}: {body}");
+        assert!(body.to_string().contains("refused: CredentialsError::NotPermitted"), "{email}: {body}");
+    }
+
+    // Back on the real component: the victim's password is unchanged and
+    // the session the attacker named is still the victim's own.
+    admin
+        .activate_version(polyscale_proto::admin::v1::ActivateVersionRequest {
+            component: "account".into(),
+            version: real,
+        })
+        .await
+        .unwrap();
+    let wrong = app.login("victim@example.com", "attacker's choice 123").await;
+    assert_eq!(user_codes(&wrong), ["INVALID_CREDENTIALS"]);
+    let again = app.login("victim@example.com", PASSWORD).await;
+    assert_eq!(again["account"]["roles"], json!(["CUSTOMER"]));
+    let me = app.graphql_as(victim["accessToken"].as_str(), "{ me { id } }", json!({})).await;
+    assert_eq!(me["me"]["id"], victim_id.as_str());
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::domain_world;
 use crate::bindings::account::{AccountService, AccountServicePre};
-use crate::capabilities::credentials::{self, Credentials, CredentialsCtxView, CredentialsView};
+use crate::capabilities::credentials::{self, CallBinding, Credentials, CredentialsCtxView, CredentialsView};
 use crate::capabilities::sql::SqlCtx;
 use crate::database::{Database, SqlLimits};
 use crate::runtime::CallState;
@@ -23,17 +23,29 @@ pub struct AccountShared {
 pub struct AccountCaps {
     sql: SqlCtx,
     credentials: Arc<Credentials>,
+    /// What this call has proven (filled in from the caller on first use).
+    binding: Option<CallBinding>,
 }
 
 impl AccountCaps {
     fn new(shared: &AccountShared) -> Self {
-        Self { sql: SqlCtx::new(shared.db.clone(), shared.sql_limits), credentials: shared.credentials.clone() }
+        Self {
+            sql: SqlCtx::new(shared.db.clone(), shared.sql_limits),
+            credentials: shared.credentials.clone(),
+            binding: None,
+        }
     }
 }
 
 impl CredentialsView for CallState<AccountCaps> {
     fn credentials(&mut self) -> CredentialsCtxView<'_> {
-        CredentialsCtxView { credentials: &self.caps.credentials, client: &self.call.client_address }
+        let caller = self.call.caller.as_ref();
+        CredentialsCtxView {
+            credentials: &self.caps.credentials,
+            client: &self.call.client_address,
+            caller,
+            binding: self.caps.binding.get_or_insert_with(|| CallBinding::for_caller(caller)),
+        }
     }
 }
 

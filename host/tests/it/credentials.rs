@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polyscale_host::bindings::credentials::{CredentialsError, Host};
-use polyscale_host::capabilities::credentials::{Clock, Credentials, CredentialsConfig, CredentialsCtxView, Swept};
+use polyscale_host::capabilities::credentials::{
+    CallBinding, Clock, Credentials, CredentialsConfig, CredentialsCtxView, Swept,
+};
 use polyscale_host::database::Database;
 
 use crate::on_both;
@@ -24,7 +26,12 @@ fn now_ms() -> i64 {
 on_both!(sweeping_ended_sessions_changes_no_answer_, sweeping_ended_sessions_changes_no_answer);
 async fn sweeping_ended_sessions_changes_no_answer(db: Database) {
     let credentials = open(db).await;
-    let mut cap = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
+    let mut cap = CredentialsCtxView {
+        credentials: &credentials,
+        client: "203.0.113.7",
+        caller: None,
+        binding: &mut CallBinding::proven(&["acct-1", "acct-2"]),
+    };
 
     // Session A stays live with a spent token; session B is logged out.
     let a0 = cap.start_session("acct-1".into()).await.unwrap().unwrap();
@@ -60,7 +67,12 @@ async fn sweeping_ended_sessions_changes_no_answer(db: Database) {
 on_both!(sweeping_throttle_counts_keeps_live_ones_, sweeping_throttle_counts_keeps_live_ones);
 async fn sweeping_throttle_counts_keeps_live_ones(db: Database) {
     let credentials = open(db).await;
-    let mut cap = CredentialsCtxView { credentials: &credentials, client: "198.51.100.4" };
+    let mut cap = CredentialsCtxView {
+        credentials: &credentials,
+        client: "198.51.100.4",
+        caller: None,
+        binding: &mut CallBinding::default(),
+    };
     cap.set_password("acct-1".into(), "correct horse battery staple".into()).await.unwrap().unwrap();
     let mut throttled = false;
     for _ in 0..8 {
@@ -137,7 +149,8 @@ async fn hammer(
     let mut i = 0;
     while i < failures {
         let address = client(i);
-        let mut cap = CredentialsCtxView { credentials, client: &address };
+        let mut cap =
+            CredentialsCtxView { credentials, client: &address, caller: None, binding: &mut CallBinding::default() };
         match cap.verify_password(account(i), "wrong guess".into()).await.unwrap() {
             Err(CredentialsError::InvalidCredentials) => i += 1,
             Err(CredentialsError::Throttled(ms)) => {
@@ -159,7 +172,12 @@ fn doubling(free: usize, base_s: u64, cap_s: u64, failures: usize) -> Vec<u64> {
 on_both!(one_address_hammering_one_account_waits_up_to_fifteen_minutes_, one_address_hammering_one_account);
 async fn one_address_hammering_one_account(db: Database) {
     let (credentials, clock) = open_with_clock(db).await;
-    let mut owner = CredentialsCtxView { credentials: &credentials, client: "198.51.100.20" };
+    let mut owner = CredentialsCtxView {
+        credentials: &credentials,
+        client: "198.51.100.20",
+        caller: None,
+        binding: &mut CallBinding::default(),
+    };
     owner.set_password("acct-1".into(), OWNER_PASSWORD.into()).await.unwrap().unwrap();
 
     let waits = hammer(&credentials, &clock, |_| Some("acct-1".into()), |_| "203.0.113.7".into(), 30).await;
@@ -179,7 +197,12 @@ async fn one_address_hammering_one_account(db: Database) {
 
     // The attacker's pair waits the full 15 minutes even with the right
     // password; the owner, elsewhere, waits out only the account's minute.
-    let mut attacker = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
+    let mut attacker = CredentialsCtxView {
+        credentials: &credentials,
+        client: "203.0.113.7",
+        caller: None,
+        binding: &mut CallBinding::default(),
+    };
     let at_once = attacker.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
     assert_eq!(throttled(&at_once), Some(900_000), "{:?}", at_once);
     let at_once = owner.verify_password(Some("acct-1".into()), OWNER_PASSWORD.into()).await.unwrap();
@@ -194,7 +217,12 @@ async fn one_address_hammering_one_account(db: Database) {
 on_both!(guesses_spread_over_addresses_slow_the_account_at_most_a_minute_, guesses_spread_over_addresses);
 async fn guesses_spread_over_addresses(db: Database) {
     let (credentials, clock) = open_with_clock(db).await;
-    let mut owner = CredentialsCtxView { credentials: &credentials, client: "198.51.100.20" };
+    let mut owner = CredentialsCtxView {
+        credentials: &credentials,
+        client: "198.51.100.20",
+        caller: None,
+        binding: &mut CallBinding::default(),
+    };
     owner.set_password("acct-1".into(), OWNER_PASSWORD.into()).await.unwrap().unwrap();
 
     // A fresh address per guess: only the account rule ever applies.
@@ -229,7 +257,12 @@ async fn one_address_across_accounts(db: Database) {
     clock.advance(900_000 + 3_600_000);
     assert_eq!(hammer(&credentials, &clock, account, |_| "203.0.113.99".into(), 20).await, Vec::<u64>::new());
     // Another address is not slowed.
-    let mut other = CredentialsCtxView { credentials: &credentials, client: "198.51.100.1" };
+    let mut other = CredentialsCtxView {
+        credentials: &credentials,
+        client: "198.51.100.1",
+        caller: None,
+        binding: &mut CallBinding::default(),
+    };
     let answer = other.verify_password(Some("acct-999".into()), "wrong guess".into()).await.unwrap();
     assert!(matches!(answer, Err(CredentialsError::InvalidCredentials)), "{:?}", answer);
 }
@@ -237,7 +270,12 @@ async fn one_address_across_accounts(db: Database) {
 on_both!(sessions_expire_by_the_clock_, sessions_expire_by_the_clock);
 async fn sessions_expire_by_the_clock(db: Database) {
     let (credentials, clock) = open_with_clock(db).await;
-    let mut cap = CredentialsCtxView { credentials: &credentials, client: "203.0.113.7" };
+    let mut cap = CredentialsCtxView {
+        credentials: &credentials,
+        client: "203.0.113.7",
+        caller: None,
+        binding: &mut CallBinding::proven(&["acct-1"]),
+    };
     let ttl = credentials_ttl_ms();
     let first = cap.start_session("acct-1".into()).await.unwrap().unwrap();
     assert_eq!(first.expires_at_ms, clock.now_ms() + ttl);
@@ -259,4 +297,98 @@ async fn sessions_expire_by_the_clock(db: Database) {
 
 fn credentials_ttl_ms() -> i64 {
     CredentialsConfig::new(polyscale_auth::KeyPair::generate().unwrap()).refresh_ttl.as_millis() as i64
+}
+
+fn not_permitted<T>(what: &str, answer: Result<T, CredentialsError>) {
+    match answer {
+        Err(CredentialsError::NotPermitted(_)) => {}
+        other => panic!("{what}: expected not-permitted, got {:?}", other.map(|_| ())),
+    }
+}
+
+// The capability acts only for accounts the call has proven: a call that
+// was merely told an account id can start no session, sign no token,
+// change no password and end no sessions for it; a token names only a
+// live session of its own account and roles an admin granted.
+on_both!(credentials_act_only_for_proven_accounts_, credentials_act_only_for_proven_accounts);
+async fn credentials_act_only_for_proven_accounts(db: Database) {
+    use polyscale_host::bindings::context::Role;
+    use polyscale_host::call::Caller;
+    let credentials = open(db).await;
+    const PASSWORD: &str = "correct horse battery staple";
+
+    // Registration: a new account's first password binds the call to it.
+    let mut signup = CallBinding::default();
+    let mut cap =
+        CredentialsCtxView { credentials: &credentials, client: "198.51.100.1", caller: None, binding: &mut signup };
+    cap.set_password("victim".into(), PASSWORD.into()).await.unwrap().unwrap();
+    let victim_session = cap.start_session("victim".into()).await.unwrap().unwrap();
+    cap.issue_access_token("victim".into(), vec![Role::Customer], victim_session.session_id.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    cap.set_password("mallory".into(), PASSWORD.into()).await.unwrap().unwrap();
+
+    // Another call, told only the id.
+    let mut other = CallBinding::default();
+    let mut cap =
+        CredentialsCtxView { credentials: &credentials, client: "203.0.113.7", caller: None, binding: &mut other };
+    not_permitted("session", cap.start_session("victim".into()).await.unwrap());
+    not_permitted(
+        "token",
+        cap.issue_access_token("victim".into(), vec![Role::Customer], victim_session.session_id.clone()).await.unwrap(),
+    );
+    not_permitted("password", cap.set_password("victim".into(), "attacker's choice 123".into()).await.unwrap());
+    not_permitted("end sessions", cap.end_other_sessions("victim".into(), None).await.unwrap());
+    assert!(credentials.session_live(&victim_session.session_id).await.unwrap());
+    // A wrong password proves nothing.
+    let wrong = cap.verify_password(Some("victim".into()), "guess 1234567".into()).await.unwrap();
+    assert!(matches!(wrong, Err(CredentialsError::InvalidCredentials)));
+    not_permitted("session after a wrong password", cap.start_session("victim".into()).await.unwrap());
+
+    // Mallory, signed in, cannot put her token in the victim's session, nor
+    // give herself a role nobody granted, nor grant one herself.
+    let mut mallory = CallBinding::default();
+    let mut cap =
+        CredentialsCtxView { credentials: &credentials, client: "203.0.113.7", caller: None, binding: &mut mallory };
+    cap.verify_password(Some("mallory".into()), PASSWORD.into()).await.unwrap().unwrap();
+    let own = cap.start_session("mallory".into()).await.unwrap().unwrap();
+    not_permitted(
+        "someone else's session",
+        cap.issue_access_token("mallory".into(), vec![Role::Customer], victim_session.session_id.clone())
+            .await
+            .unwrap(),
+    );
+    not_permitted(
+        "an ungranted role",
+        cap.issue_access_token("mallory".into(), vec![Role::Customer, Role::Admin], own.session_id.clone())
+            .await
+            .unwrap(),
+    );
+    not_permitted("self-grant", cap.record_role("mallory".into(), Role::Admin).await.unwrap());
+    not_permitted(
+        "keeping someone else's session",
+        cap.end_other_sessions("mallory".into(), Some(victim_session.session_id.clone())).await.unwrap(),
+    );
+
+    // An admin caller grants; then the token may carry the role.
+    let admin = Caller::operator();
+    let mut granting = CallBinding::for_caller(Some(&admin));
+    let mut cap = CredentialsCtxView {
+        credentials: &credentials,
+        client: "127.0.0.1",
+        caller: Some(&admin),
+        binding: &mut granting,
+    };
+    cap.record_role("mallory".into(), Role::Merchant).await.unwrap().unwrap();
+    let mut cap =
+        CredentialsCtxView { credentials: &credentials, client: "203.0.113.7", caller: None, binding: &mut mallory };
+    let token = cap
+        .issue_access_token("mallory".into(), vec![Role::Customer, Role::Merchant], own.session_id.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let claims = polyscale_auth::Verifier::new(credentials.public_key_pem()).unwrap().verify(&token.token).unwrap();
+    assert_eq!(claims.roles, vec![polyscale_auth::Role::Customer, polyscale_auth::Role::Merchant]);
+    assert_eq!(claims.sub, "mallory");
 }

@@ -33,6 +33,7 @@ fn credentials_error(e: CredentialsError) -> DomainError {
             "this refresh token was already used; the session has been ended",
         )]),
         CredentialsError::Unavailable(m) => DomainError::Unavailable(format!("credentials store: {m}")),
+        CredentialsError::NotPermitted(m) => DomainError::Forbidden(m),
     }
 }
 
@@ -56,6 +57,9 @@ fn require_admin(ctx: &CallContext) -> Result<(), DomainError> {
 
 fn with_role(id: &str, role: Role, store_name: Option<String>, now_ms: i64) -> Result<Account, DomainError> {
     let account = store::by_id(id)?.ok_or_else(|| DomainError::NotFound(format!("no account with id {id}")))?;
+    // The host records the grant first (it checks the caller is an admin):
+    // tokens carry only roles it has recorded.
+    credentials::record_role(id, role).map_err(credentials_error)?;
     let mut roles = account.roles.clone();
     roles.push(role);
     let store_name = store_name.or(account.store_name);

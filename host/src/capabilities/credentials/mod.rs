@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use host::{CredentialsCtxView, CredentialsView, add_to_linker};
+pub use host::{CallBinding, CredentialsCtxView, CredentialsView, add_to_linker};
 pub use passwords::{Argon2Params, PasswordHasher};
 use polyscale_auth::{KeyPair, Signer};
 pub use sessions::NewRefreshToken;
@@ -119,16 +119,17 @@ pub struct Credentials {
 }
 
 fn schema() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "credentials".into(),
-        statements: [
-            "CREATE TABLE passwords (
+    vec![
+        Migration {
+            version: 1,
+            name: "credentials".into(),
+            statements: [
+                "CREATE TABLE passwords (
                 account_id TEXT PRIMARY KEY,
                 hash TEXT NOT NULL,
                 updated_at_ms BIGINT NOT NULL
             )",
-            "CREATE TABLE sessions (
+                "CREATE TABLE sessions (
                 id TEXT PRIMARY KEY,
                 account_id TEXT NOT NULL,
                 created_at_ms BIGINT NOT NULL,
@@ -136,25 +137,42 @@ fn schema() -> Vec<Migration> {
                 revoked_at_ms BIGINT,
                 revoked_reason TEXT
             )",
-            "CREATE INDEX sessions_account_idx ON sessions (account_id)",
-            "CREATE TABLE refresh_tokens (
+                "CREATE INDEX sessions_account_idx ON sessions (account_id)",
+                "CREATE TABLE refresh_tokens (
                 token_hash TEXT PRIMARY KEY,
                 session_id TEXT NOT NULL REFERENCES sessions (id),
                 created_at_ms BIGINT NOT NULL,
                 expires_at_ms BIGINT NOT NULL,
                 used_at_ms BIGINT
             )",
-            "CREATE INDEX refresh_tokens_session_idx ON refresh_tokens (session_id)",
-            "CREATE TABLE login_throttle (
+                "CREATE INDEX refresh_tokens_session_idx ON refresh_tokens (session_id)",
+                "CREATE TABLE login_throttle (
                 key TEXT PRIMARY KEY,
                 failures BIGINT NOT NULL,
                 first_failure_at_ms BIGINT NOT NULL,
                 locked_until_ms BIGINT NOT NULL
             )",
-        ]
-        .map(String::from)
-        .to_vec(),
-    }]
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        // Roles an access token may carry beyond customer: recorded by the
+        // host when an admin grants them, so a component cannot mint a
+        // token with a role nobody granted.
+        Migration {
+            version: 2,
+            name: "account roles".into(),
+            statements: vec![
+                "CREATE TABLE account_roles (
+                    account_id TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    granted_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (account_id, role)
+                )"
+                .into(),
+            ],
+        },
+    ]
 }
 
 impl Credentials {

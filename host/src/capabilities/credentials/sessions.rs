@@ -167,6 +167,37 @@ pub async fn end_others(db: &Database, account_id: &str, keep: Option<&str>, now
     .await
 }
 
+/// The account a session belongs to, whatever its state.
+pub async fn owner(db: &Database, session_id: &str) -> Result<Option<String>, SqlError> {
+    let rows = db
+        .query(
+            "SELECT account_id FROM sessions WHERE id = $1",
+            &[Value::Text(session_id.into())],
+            &SqlLimits::default(),
+        )
+        .await?;
+    Ok(first_text(rows))
+}
+
+/// The account a session belongs to, if the session is live at `now`.
+pub async fn owner_if_live(db: &Database, session_id: &str, now: i64) -> Result<Option<String>, SqlError> {
+    let rows = db
+        .query(
+            "SELECT account_id FROM sessions WHERE id = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
+            &[Value::Text(session_id.into()), Value::Integer(now)],
+            &SqlLimits::default(),
+        )
+        .await?;
+    Ok(first_text(rows))
+}
+
+fn first_text(rows: crate::database::Rows) -> Option<String> {
+    rows.rows.into_iter().next().and_then(|mut r| r.pop()).and_then(|v| match v {
+        Value::Text(t) => Some(t),
+        _ => None,
+    })
+}
+
 /// Deletes sessions that ended (expired or revoked) at or before `ended_before`,
 /// with their refresh tokens; returns (sessions, tokens) deleted. A token of
 /// a deleted session is unknown, which `rotate` refuses exactly as it

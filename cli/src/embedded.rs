@@ -141,7 +141,9 @@ impl EmbeddedConfig {
         embedded.connect = ConnectOptions {
             max_connections: sql.max_connections,
             acquire_timeout: sql.acquire_timeout,
-            private: false,
+            // No statement outlives the call it runs for.
+            statement_timeout: r.call_timeout,
+            ..ConnectOptions::default()
         };
         embedded.product_database_url = config.product.database_url.clone();
         let search = &config.product.search;

@@ -37,6 +37,9 @@ pub struct CallInfo {
     pub version: String,
     /// Guest log lines emitted so far (bounded per call).
     pub log_lines: u32,
+    /// When the call must be over (set by the invoker); host work done for
+    /// the call (SQL statements) stops there too.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl CallInfo {
@@ -49,6 +52,7 @@ impl CallInfo {
             component: String::new(),
             version: String::new(),
             log_lines: 0,
+            deadline: None,
         }
     }
 }

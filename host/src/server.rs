@@ -178,7 +178,7 @@ impl HostContext {
 
     /// Opens a database for secrets (a SQLite file only its owner reads).
     pub async fn connect_private(&mut self, service: &'static str, url: &str) -> Result<Database, StartError> {
-        let options = ConnectOptions { private: true, ..self.config.connect.clone() };
+        let options = ConnectOptions { private: true, ..self.config.connect.host_store() };
         let db = connect(service, url, &options).await?;
         self.databases.push(db.clone());
         Ok(db)
@@ -230,7 +230,7 @@ pub struct ServiceHost {
 impl ServiceHost {
     pub async fn build(config: HostConfig) -> Result<Self, StartError> {
         let runtime = Runtime::new(config.runtime.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let store_db = connect("components", &config.components_database_url, &config.connect).await?;
+        let store_db = connect("components", &config.components_database_url, &config.connect.host_store()).await?;
         let store = ComponentStore::open(store_db.clone()).await?;
         let registry = Registry::new(runtime, store, config.compiled_cache_bytes);
         let mut host = HostContext { config, registry: registry.clone(), databases: vec![store_db] };

@@ -101,9 +101,12 @@ impl TestApp {
         config.credentials_database_url = dbs.get(2).map(|d| d.url.clone());
         config.product_component = options.product_component;
         config.search = options.search;
+        let call_limits = options.limits.unwrap_or_else(test_limits);
+        // As `serve` does: no statement outlives the call it runs for.
+        config.connect.statement_timeout = call_limits.timeout;
         config.runtime = RuntimeConfig {
             cache_dir: Some(shared_cache()),
-            call_limits: options.limits.unwrap_or_else(test_limits),
+            call_limits,
             max_concurrent_calls_per_slot: options
                 .calls_per_slot
                 .unwrap_or(RuntimeConfig::default().max_concurrent_calls_per_slot),

@@ -11,3 +11,4 @@ mod config;
 mod faults;
 mod hot_swap;
 mod search;
+mod sql_isolation;

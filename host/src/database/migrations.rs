@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Database, Dialect, SqlError, SqlLimits, Transaction, Value, in_transaction};
+use super::{Database, Dialect, RunAs, SqlError, SqlLimits, Transaction, Value, in_transaction};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -80,13 +80,16 @@ pub fn trusted(_: Dialect, _: &str, _: &SqlLimits) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// Applies what is missing; returns the versions applied now.
+/// Applies what is missing; returns the versions applied now. Each
+/// migration statement passes `check` and runs as `run_as` (a component's
+/// migrations run in its sandbox); the bookkeeping runs as the host.
 pub async fn apply(
     db: &Database,
     component: &str,
     migrations: &[Migration],
     limits: &SqlLimits,
     check: StatementCheck,
+    run_as: RunAs,
 ) -> Result<Vec<u32>, MigrationError> {
     ensure_table(db).await.map_err(MigrationError::Storage)?;
     for (i, m) in migrations.iter().enumerate() {
@@ -119,7 +122,7 @@ pub async fn apply(
                 }
                 for statement in &m_owned.statements {
                     check(dialect, statement, &limits).map_err(|e| StepError(e, true))?;
-                    tx.execute(statement, &[]).await.map_err(|e| StepError(e, true))?;
+                    tx.execute_as(run_as, statement, &[]).await.map_err(|e| StepError(e, true))?;
                 }
                 tx.execute(
                     "INSERT INTO _polyscale_migrations (component, version, name, checksum, applied_at_ms) \

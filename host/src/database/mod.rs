@@ -16,8 +16,9 @@
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
+pub mod sqlite_sandbox;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
@@ -58,12 +59,44 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
     /// A SQLite file readable by its owner only (for secrets).
     pub private: bool,
+    /// A component's database: component statements ([`RunAs::Component`])
+    /// run under SQLite's authorizer and a deadline
+    /// ([`sqlite_sandbox`]); on PostgreSQL every statement is bounded by
+    /// `statement_timeout` and idle transactions are ended. Off for the
+    /// host's own stores (component store, credentials).
+    pub sandboxed: bool,
+    /// PostgreSQL `statement_timeout` of a sandboxed database's sessions
+    /// (the longest a component call may last).
+    pub statement_timeout: Duration,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5), private: false }
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            private: false,
+            sandboxed: true,
+            statement_timeout: Duration::from_secs(30),
+        }
     }
+}
+
+impl ConnectOptions {
+    /// For a store only the host uses: no sandbox.
+    pub fn host_store(&self) -> Self {
+        Self { sandboxed: false, ..self.clone() }
+    }
+}
+
+/// Whom a statement runs for.
+#[derive(Debug, Clone, Copy)]
+pub enum RunAs {
+    /// The host: its bookkeeping, transaction control, the outbox.
+    Host,
+    /// A component, in a sandboxed database: only what the sandbox allows,
+    /// until `deadline`.
+    Component { deadline: Option<Instant> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +110,8 @@ pub enum ConnectError {
 /// A service's database.
 #[derive(Clone, Debug)]
 pub enum Database {
-    Sqlite(sqlx::SqlitePool),
+    /// The pool, and whether it is sandboxed.
+    Sqlite(sqlx::SqlitePool, bool),
     Postgres(sqlx::PgPool),
 }
 
@@ -94,7 +128,7 @@ impl Database {
     /// `postgres://...`.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, ConnectError> {
         if url.starts_with("sqlite:") {
-            Ok(Database::Sqlite(sqlite::connect(url, options).await?))
+            Ok(Database::Sqlite(sqlite::connect(url, options).await?, options.sandboxed))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Database::Postgres(postgres::connect(url, options).await?))
         } else {
@@ -104,21 +138,47 @@ impl Database {
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Database::Sqlite(_) => Dialect::Sqlite,
+            Database::Sqlite(..) => Dialect::Sqlite,
             Database::Postgres(_) => Dialect::Postgres,
         }
     }
 
+    /// A host statement.
     pub async fn query(&self, statement: &str, params: &[Value], limits: &SqlLimits) -> Result<Rows, SqlError> {
+        self.query_as(RunAs::Host, statement, params, limits).await
+    }
+
+    /// A host statement.
+    pub async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+        self.execute_as(RunAs::Host, statement, params).await
+    }
+
+    pub async fn query_as(
+        &self,
+        run_as: RunAs,
+        statement: &str,
+        params: &[Value],
+        limits: &SqlLimits,
+    ) -> Result<Rows, SqlError> {
         match self {
-            Database::Sqlite(pool) => sqlite::query(pool, statement, params, limits).await,
+            Database::Sqlite(pool, true) => {
+                let mut conn = pool.acquire().await.map_err(sqlite::map_error)?;
+                sqlite::enter(&mut conn, run_as).await?;
+                sqlite::query(&mut *conn, statement, params, limits).await
+            }
+            Database::Sqlite(pool, false) => sqlite::query(pool, statement, params, limits).await,
             Database::Postgres(pool) => postgres::query(pool, statement, params, limits).await,
         }
     }
 
-    pub async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+    pub async fn execute_as(&self, run_as: RunAs, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
         match self {
-            Database::Sqlite(pool) => sqlite::execute(pool, statement, params).await,
+            Database::Sqlite(pool, true) => {
+                let mut conn = pool.acquire().await.map_err(sqlite::map_error)?;
+                sqlite::enter(&mut conn, run_as).await?;
+                sqlite::execute(&mut *conn, statement, params).await
+            }
+            Database::Sqlite(pool, false) => sqlite::execute(pool, statement, params).await,
             Database::Postgres(pool) => postgres::execute(pool, statement, params).await,
         }
     }
@@ -128,8 +188,17 @@ impl Database {
     /// of failing halfway.
     pub async fn begin(&self) -> Result<Transaction, SqlError> {
         let inner = match self {
-            Database::Sqlite(pool) => {
-                TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite::map_error)?)
+            Database::Sqlite(pool, sandboxed) => {
+                let mut conn = pool.acquire().await.map_err(sqlite::map_error)?;
+                if *sandboxed {
+                    sqlite::enter(&mut conn, RunAs::Host).await?;
+                }
+                // `Transaction::begin` is sqlx's own (what `Pool::begin_with`
+                // calls), used here to set the mode on the connection first.
+                let tx = sqlx::Transaction::begin(conn, Some(sqlx::SqlStr::from_static("BEGIN IMMEDIATE")))
+                    .await
+                    .map_err(sqlite::map_error)?;
+                TxInner::Sqlite(tx, *sandboxed)
             }
             Database::Postgres(pool) => TxInner::Postgres(pool.begin().await.map_err(postgres::map_error)?),
         };
@@ -138,7 +207,7 @@ impl Database {
 
     pub async fn close(&self) {
         match self {
-            Database::Sqlite(pool) => pool.close().await,
+            Database::Sqlite(pool, _) => pool.close().await,
             Database::Postgres(pool) => pool.close().await,
         }
     }
@@ -150,7 +219,8 @@ pub struct Transaction {
 }
 
 enum TxInner {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// The transaction, and whether its database is sandboxed.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, bool),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -159,30 +229,62 @@ impl Transaction {
         self.inner.as_mut().ok_or(SqlError::TransactionClosed)
     }
 
+    /// A host statement.
     pub async fn query(&mut self, statement: &str, params: &[Value], limits: &SqlLimits) -> Result<Rows, SqlError> {
+        self.query_as(RunAs::Host, statement, params, limits).await
+    }
+
+    /// A host statement.
+    pub async fn execute(&mut self, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+        self.execute_as(RunAs::Host, statement, params).await
+    }
+
+    pub async fn query_as(
+        &mut self,
+        run_as: RunAs,
+        statement: &str,
+        params: &[Value],
+        limits: &SqlLimits,
+    ) -> Result<Rows, SqlError> {
         match self.open()? {
-            TxInner::Sqlite(tx) => sqlite::query(&mut **tx, statement, params, limits).await,
+            TxInner::Sqlite(tx, sandboxed) => {
+                if *sandboxed {
+                    sqlite::enter(tx, run_as).await?;
+                }
+                sqlite::query(&mut **tx, statement, params, limits).await
+            }
             TxInner::Postgres(tx) => postgres::query(&mut **tx, statement, params, limits).await,
         }
     }
 
-    pub async fn execute(&mut self, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+    pub async fn execute_as(&mut self, run_as: RunAs, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
         match self.open()? {
-            TxInner::Sqlite(tx) => sqlite::execute(&mut **tx, statement, params).await,
+            TxInner::Sqlite(tx, sandboxed) => {
+                if *sandboxed {
+                    sqlite::enter(tx, run_as).await?;
+                }
+                sqlite::execute(&mut **tx, statement, params).await
+            }
             TxInner::Postgres(tx) => postgres::execute(&mut **tx, statement, params).await,
         }
     }
 
     pub async fn commit(mut self) -> Result<(), SqlError> {
         match self.inner.take().ok_or(SqlError::TransactionClosed)? {
-            TxInner::Sqlite(tx) => tx.commit().await.map_err(sqlite::map_error),
+            TxInner::Sqlite(mut tx, sandboxed) => {
+                if sandboxed {
+                    sqlite::enter(&mut tx, RunAs::Host).await?;
+                }
+                tx.commit().await.map_err(sqlite::map_error)
+            }
             TxInner::Postgres(tx) => tx.commit().await.map_err(postgres::map_error),
         }
     }
 
     pub async fn rollback(mut self) -> Result<(), SqlError> {
         match self.inner.take().ok_or(SqlError::TransactionClosed)? {
-            TxInner::Sqlite(tx) => tx.rollback().await.map_err(sqlite::map_error),
+            // ROLLBACK is allowed in either mode.
+            TxInner::Sqlite(tx, _) => tx.rollback().await.map_err(sqlite::map_error),
             TxInner::Postgres(tx) => tx.rollback().await.map_err(postgres::map_error),
         }
     }

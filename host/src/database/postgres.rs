@@ -9,7 +9,19 @@ use super::{
 };
 
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::PgPool, sqlx::Error> {
-    let connect: PgConnectOptions = url.parse()?;
+    let mut connect: PgConnectOptions = url.parse()?;
+    if options.sandboxed {
+        // A component's session: no statement outlives its call, a
+        // transaction left idle is ended, and sorts and hashes spill to
+        // disk early (sent in the startup packet: no extra round trip).
+        let timeout = format!("{}ms", options.statement_timeout.as_millis().max(1));
+        connect = connect.options([
+            ("statement_timeout", timeout.as_str()),
+            ("idle_in_transaction_session_timeout", timeout.as_str()),
+            ("lock_timeout", timeout.as_str()),
+            ("work_mem", "16MB"),
+        ]);
+    }
     PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)

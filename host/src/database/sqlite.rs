@@ -7,9 +7,19 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, TypeInfo, ValueRef};
 
+use super::sqlite_sandbox::{self, Mode};
 use super::{
-    ConnectOptions, ConstraintKind, Rows, SqlError, SqlLimits, Value, collect_rows, constraint, map_common_error,
+    ConnectOptions, ConstraintKind, Rows, RunAs, SqlError, SqlLimits, Value, collect_rows, constraint, map_common_error,
 };
+
+/// Puts a sandboxed database's connection in the mode `run_as` needs.
+pub async fn enter(conn: &mut sqlx::SqliteConnection, run_as: RunAs) -> Result<(), SqlError> {
+    let (mode, deadline) = match run_as {
+        RunAs::Host => (Mode::Host, None),
+        RunAs::Component { deadline } => (Mode::Component, deadline),
+    };
+    sqlite_sandbox::enter(conn, mode, deadline).await.map_err(map_error)
+}
 
 /// Opens (creating if missing) the database file at `url`. With
 /// `options.private`
@@ -23,11 +33,12 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::Sqlite
         .foreign_keys(true)
         .busy_timeout(options.acquire_timeout);
     let filename = connect.get_filename().to_path_buf();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(options.max_connections)
-        .acquire_timeout(options.acquire_timeout)
-        .connect_with(connect)
-        .await?;
+    let mut pool =
+        SqlitePoolOptions::new().max_connections(options.max_connections).acquire_timeout(options.acquire_timeout);
+    if options.sandboxed {
+        pool = pool.after_connect(|conn, _| Box::pin(sqlite_sandbox::on_connect(conn)));
+    }
+    let pool = pool.connect_with(connect).await?;
     if options.private {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&filename, std::fs::Permissions::from_mode(0o600))?;
@@ -93,6 +104,10 @@ const SQLITE_ERROR: i32 = 1;
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_AUTH: i32 = 23;
+const SQLITE_INTERRUPT: i32 = 9;
+const SQLITE_TOOBIG: i32 = 18;
+const SQLITE_NOMEM: i32 = 7;
 const SQLITE_CONSTRAINT: i32 = 19;
 const SQLITE_RANGE: i32 = 25;
 
@@ -113,6 +128,9 @@ pub fn map_error(e: sqlx::Error) -> SqlError {
         (_, SQLITE_CONSTRAINT) => constraint(ConstraintKind::Other, None, message),
         (_, SQLITE_BUSY | SQLITE_LOCKED) => SqlError::SerializationFailure(message.to_string()),
         (_, SQLITE_CANTOPEN) => SqlError::Unavailable(message.to_string()),
+        (_, SQLITE_AUTH) => SqlError::AccessDenied(message.to_string()),
+        (_, SQLITE_INTERRUPT) => SqlError::Other("the statement ran past the call's deadline".into()),
+        (_, SQLITE_TOOBIG | SQLITE_NOMEM) => SqlError::TooLarge(message.to_string()),
         (_, SQLITE_ERROR | SQLITE_RANGE) => SqlError::InvalidStatement(message.to_string()),
         _ => SqlError::Other(message.to_string()),
     }

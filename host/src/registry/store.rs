@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::now_ms;
 use crate::database::migrations::{self, Migration, MigrationError};
-use crate::database::{Database, Dialect, Rows, SqlError, SqlLimits, Value, in_transaction};
+use crate::database::{Database, Dialect, Rows, RunAs, SqlError, SqlLimits, Value, in_transaction};
 
 /// Where a slot is: its kind ("product", later "pricing") and owner (the
 /// platform for domain services, a merchant for plugins).
@@ -118,7 +118,8 @@ pub struct ComponentStore {
 
 impl ComponentStore {
     pub async fn open(db: Database) -> Result<Self, MigrationError> {
-        migrations::apply(&db, "component-store", &schema(db.dialect()), &LIMITS, migrations::trusted).await?;
+        migrations::apply(&db, "component-store", &schema(db.dialect()), &LIMITS, migrations::trusted, RunAs::Host)
+            .await?;
         Ok(Self { db })
     }
 

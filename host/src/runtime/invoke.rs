@@ -31,14 +31,16 @@ impl Runtime {
         let timeout = timeout.map_or(limits.timeout, |t| t.min(limits.timeout));
         let component = info.component.clone();
         let version = info.version.clone();
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut info = info;
+        info.deadline = Some(deadline);
         let state = CallState::new(info, limits, W::caps(shared));
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Guest code runs until the next epoch tick, then hands its worker
         // thread back to tokio (so a busy loop never stalls other tasks) and
         // carries on for another tick; past its wall-clock deadline it traps.
-        let started = Instant::now();
-        let deadline = started + timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {

@@ -59,9 +59,18 @@ where
 {
     let info = CallInfo::new(format!("migrations-{}", uuid::Uuid::now_v7()), None);
     let wanted = slots.call_pre(pre, version, info, None, list).await?;
-    migrations::apply(db, &slot.kind, &wanted, limits, |dialect, statement, limits| {
-        guard::check(dialect, statement, &[], limits)
-    })
+    // A component's migrations are its SQL: checked and sandboxed like
+    // any other statement of it (with no call deadline: schema changes on
+    // a large table may take a while).
+    let run_as = crate::database::RunAs::Component { deadline: None };
+    migrations::apply(
+        db,
+        &slot.kind,
+        &wanted,
+        limits,
+        |dialect, statement, limits| guard::check(dialect, statement, &[], limits),
+        run_as,
+    )
     .await?;
     Ok(())
 }
@@ -75,7 +84,11 @@ macro_rules! domain_world {
     ($world:ident, $caps:ident, $shared:ident, $pre:ident, $exports:ident, $link:path) => {
         impl $crate::capabilities::sql::SqlView for $crate::runtime::CallState<$caps> {
             fn sql(&mut self) -> $crate::capabilities::sql::SqlCtxView<'_> {
-                $crate::capabilities::sql::SqlCtxView { ctx: &mut self.caps.sql, table: &mut self.table }
+                $crate::capabilities::sql::SqlCtxView {
+                    ctx: &mut self.caps.sql,
+                    table: &mut self.table,
+                    deadline: self.call.deadline,
+                }
             }
         }
 

@@ -22,7 +22,15 @@ async fn apply_migrations(
     wanted: &[Migration],
     limits: &SqlLimits,
 ) -> Result<Vec<u32>, MigrationError> {
-    migrations::apply(db, component, wanted, limits, |d, s, l| guard::check(d, s, &[], l)).await
+    migrations::apply(
+        db,
+        component,
+        wanted,
+        limits,
+        |d, s, l| guard::check(d, s, &[], l),
+        polyscale_host::database::RunAs::Component { deadline: None },
+    )
+    .await
 }
 
 async fn tables(db: &Database) -> i64 {

@@ -215,7 +215,8 @@ fn the_guard_is_applied_per_dialect() {
 #[tokio::test]
 async fn postgres_restart_is_survived() {
     let mut cluster = PgCluster::start().expect("a private cluster");
-    let options = ConnectOptions { max_connections: 4, acquire_timeout: Duration::from_secs(2), private: false };
+    let options =
+        ConnectOptions { max_connections: 4, acquire_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
     let db = Database::connect(&cluster.url, &options).await.unwrap();
     db.execute("CREATE TABLE kept (id TEXT PRIMARY KEY)", &[]).await.unwrap();
     db.execute("INSERT INTO kept VALUES ('before')", &[]).await.unwrap();

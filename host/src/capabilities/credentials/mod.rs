@@ -25,7 +25,7 @@ pub use throttle::{ThrottlePolicy, ThrottleRule};
 
 pub use crate::bindings::credentials::CredentialsError;
 use crate::database::migrations::{self, Migration, MigrationError};
-use crate::database::{Database, SqlError, SqlLimits};
+use crate::database::{Database, RunAs, SqlError, SqlLimits};
 
 /// Where the credentials capability reads the time: session expiry and
 /// brute-force waits. The system clock unless a test injects its own.
@@ -177,7 +177,8 @@ fn schema() -> Vec<Migration> {
 
 impl Credentials {
     pub async fn open(store: Database, config: CredentialsConfig) -> Result<Arc<Self>, CredentialsSetupError> {
-        migrations::apply(&store, "credentials", &schema(), &SqlLimits::default(), migrations::trusted).await?;
+        migrations::apply(&store, "credentials", &schema(), &SqlLimits::default(), migrations::trusted, RunAs::Host)
+            .await?;
         let signer = Signer::new(&config.keys, config.access_ttl)?;
         let hasher = PasswordHasher::new(config.argon2);
         Ok(Arc::new(Self { store, hasher, signer, config }))

@@ -4,7 +4,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::guard;
 use crate::bindings::sql::{self, Host, HostTransaction};
-use crate::database::{Database, Rows, SqlError, SqlLimits, Transaction, Value};
+use crate::database::{Database, Rows, RunAs, SqlError, SqlLimits, Transaction, Value};
 
 /// The sql state of one call: the component's own database and the limits.
 pub struct SqlCtx {
@@ -19,11 +19,19 @@ impl SqlCtx {
     }
 }
 
-/// What the `sql` host functions see: their state and the store's resource
-/// table (transactions are resources).
+/// What the `sql` host functions see: their state, the store's resource
+/// table (transactions are resources) and the call's deadline, at which
+/// statements stop.
 pub struct SqlCtxView<'a> {
     pub ctx: &'a mut SqlCtx,
     pub table: &'a mut ResourceTable,
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl SqlCtxView<'_> {
+    fn run_as(&self) -> RunAs {
+        RunAs::Component { deadline: self.deadline }
+    }
 }
 
 /// Store data that carries the `sql` capability.
@@ -66,14 +74,14 @@ impl Host for SqlCtxView<'_> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.db.query(&statement, &params, &self.ctx.limits).await)
+        Ok(self.ctx.db.query_as(self.run_as(), &statement, &params, &self.ctx.limits).await)
     }
 
     async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, SqlError>> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.db.execute(&statement, &params).await)
+        Ok(self.ctx.db.execute_as(self.run_as(), &statement, &params).await)
     }
 }
 
@@ -87,8 +95,8 @@ impl HostTransaction for SqlCtxView<'_> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        let limits = self.ctx.limits;
-        Ok(self.table.get_mut(&tx)?.query(&statement, &params, &limits).await)
+        let (limits, run_as) = (self.ctx.limits, self.run_as());
+        Ok(self.table.get_mut(&tx)?.query_as(run_as, &statement, &params, &limits).await)
     }
 
     async fn execute(
@@ -100,7 +108,8 @@ impl HostTransaction for SqlCtxView<'_> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        Ok(self.table.get_mut(&tx)?.execute(&statement, &params).await)
+        let run_as = self.run_as();
+        Ok(self.table.get_mut(&tx)?.execute_as(run_as, &statement, &params).await)
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), SqlError>> {

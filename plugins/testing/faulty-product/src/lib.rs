@@ -8,6 +8,8 @@
 //! - `slow`: works for ~300 ms, then answers (a long in-flight call);
 //! - `mark:K`: records the mark `K` (in a `faulty_marks` table of its own
 //!   database) and answers;
+//! - `exec:STATEMENT`: runs the statement and answers with `ok N rows` or
+//!   `error: …` as the product's name;
 //! - `probe:K`: answers with the name `present` or `absent` for mark `K`;
 //! - `hold:K`: records `started:K`, then waits (polling SQL) until the mark
 //!   `release:K` exists, up to 60 s, then answers: a call that is provably
@@ -136,6 +138,15 @@ impl Guest for Component {
         if let Some((verb, key)) = id.split_once(':') {
             match verb {
                 "mark" => add_mark(key)?,
+                // Runs `key` as a statement and answers with the outcome
+                // (`ok N rows` or `error: …`), for tests of what component
+                // SQL may do.
+                "exec" => {
+                    name = match sql::query(key, &[]) {
+                        Ok(rows) => format!("ok {} rows", rows.rows.len()),
+                        Err(e) => format!("error: {}", polyscale_guest::errors::describe(&e)),
+                    }
+                }
                 "probe" => name = if has_mark(key) { "present" } else { "absent" }.into(),
                 "hold" => {
                     add_mark(&format!("started:{key}"))?;

@@ -352,8 +352,11 @@ impl Embedded {
                     .map_err(|source| EmbeddedError::DataDir { path: marker.clone(), source })?;
                 tracing::info!("{summary}");
             }
-            if let Ok(accounts) = std::fs::read_to_string(self.config.data_dir.join(sample::ACCOUNTS_FILE)) {
-                tracing::info!("sample accounts (email / password):\n{accounts}");
+            let accounts = self.config.data_dir.join(sample::ACCOUNTS_FILE);
+            if accounts.exists() {
+                // The passwords stay in that file (0600); logs are read by
+                // more people than the operator.
+                tracing::info!("sample accounts (emails and passwords) are in {}", accounts.display());
             }
         }
 

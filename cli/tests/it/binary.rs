@@ -71,7 +71,7 @@ fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_with_defaults_runs_the_system_with_sample_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, _log) = serve(dir.path());
+    let (mut child, url, log) = serve(dir.path());
     let http = reqwest::Client::new();
     let query = json!({ "query": "{ products(first: 5) { totalCount edges { node { name } } } }" });
     // The sample catalog loads just after the server starts listening.
@@ -91,6 +91,25 @@ async fn serve_with_defaults_runs_the_system_with_sample_data() {
     assert!(data.join("sample-accounts.txt").is_file(), "sample accounts are kept in ./data");
     assert!(data.join("product.db").is_file());
     assert!(data.join("keys").join("token-signing-key.pem").is_file());
+
+    // Secrets are owner-only from creation, and sample passwords stay in
+    // their file, out of the log.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data.clone()), 0o700);
+    assert_eq!(mode(data.join("cache")), 0o700);
+    for file in ["credentials.db", "credentials.db-wal", "credentials.db-shm", "sample-accounts.txt"] {
+        if data.join(file).exists() || !file.contains('-') {
+            assert_eq!(mode(data.join(file)), 0o600, "{file}");
+        }
+    }
+    let accounts = std::fs::read_to_string(data.join("sample-accounts.txt")).unwrap();
+    let passwords: Vec<&str> = accounts.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert!(!passwords.is_empty(), "{accounts}");
+    let logged: Vec<String> = log.try_iter().collect();
+    for password in &passwords {
+        assert!(!logged.iter().any(|l| l.contains(password)), "a sample password was logged");
+    }
 
     let status = interrupt(&mut child);
     assert!(status.success(), "Ctrl-C stops polyscale cleanly: {status}");

@@ -33,6 +33,13 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<sqlx::Sqlite
         .foreign_keys(true)
         .busy_timeout(options.acquire_timeout);
     let filename = connect.get_filename().to_path_buf();
+    if options.private && !filename.exists() {
+        // Created owner-only before SQLite opens it, so the file is never
+        // readable by others, and its -wal and -shm files (which SQLite
+        // creates with the database file's mode) are not either.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&filename)?;
+    }
     let mut pool =
         SqlitePoolOptions::new().max_connections(options.max_connections).acquire_timeout(options.acquire_timeout);
     if options.sandboxed {

@@ -78,8 +78,12 @@ impl Runtime {
         if let Some(dir) = &config.cache_dir {
             // wasmtime's cache takes absolute paths only; `./data` is the
             // embedded default.
+            // Owner-only: compiled code is trusted by whoever loads it.
             let dir = std::path::absolute(dir)
-                .and_then(|dir| std::fs::create_dir_all(&dir).map(|()| dir))
+                .and_then(|dir| {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map(|()| dir)
+                })
                 .map_err(|e| wasmtime::format_err!("cannot create cache dir {}: {e}", dir.display()))?;
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);

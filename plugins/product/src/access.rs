@@ -23,6 +23,13 @@ impl Scope {
             Scope::Merchant(m) => Some(m),
         }
     }
+
+    /// Whether every product is in scope. Writes filter with
+    /// `(all OR merchant_id = merchant)`: an explicit flag, so no merchant
+    /// id (not even an empty one) can stand for "every merchant".
+    pub fn all(&self) -> bool {
+        matches!(self, Scope::All)
+    }
 }
 
 /// The products the caller may change.

@@ -249,7 +249,7 @@ impl Guest for crate::Component {
                price_currency = COALESCE($5, price_currency), \
                category_id = CASE WHEN $6 THEN $7 ELSE category_id END, \
                updated_at_ms = $8, version = version + 1 \
-             WHERE id = $1 AND ($9 = '' OR merchant_id = $9)",
+             WHERE id = $1 AND ($9 OR merchant_id = $10)",
             &params![
                 &id,
                 name,
@@ -259,7 +259,8 @@ impl Guest for crate::Component {
                 category_id.is_some(),
                 category_id.flatten(),
                 ctx.now_ms,
-                scope.merchant().unwrap_or(""),
+                scope.all(),
+                scope.merchant(),
             ],
             "categoryId",
         )?;
@@ -275,8 +276,8 @@ impl Guest for crate::Component {
         let id = ids::parse_id("id", &id)?;
         let tx = sql::begin()?;
         let rows = tx.query(
-            "DELETE FROM products WHERE id = $1 AND ($2 = '' OR merchant_id = $2) RETURNING version",
-            &params![&id, scope.merchant().unwrap_or("")],
+            "DELETE FROM products WHERE id = $1 AND ($2 OR merchant_id = $3) RETURNING version",
+            &params![&id, scope.all(), scope.merchant()],
         )?;
         let Some(version) = rows.first_row().map(|r| r.int("version")).transpose()? else {
             return Err(missing_or_forbidden(&tx, &id));
@@ -344,8 +345,8 @@ impl Guest for crate::Component {
         let updated = update_one(
             &id,
             "UPDATE products SET stock = stock + $2, updated_at_ms = $3, version = version + 1 \
-             WHERE id = $1 AND stock + $2 >= 0 AND stock + $2 <= $5 AND ($4 = '' OR merchant_id = $4)",
-            &params![&id, delta, ctx.now_ms, scope.merchant().unwrap_or(""), validate::MAX_STOCK],
+             WHERE id = $1 AND stock + $2 >= 0 AND stock + $2 <= $5 AND ($4 OR merchant_id = $6)",
+            &params![&id, delta, ctx.now_ms, scope.all(), validate::MAX_STOCK, scope.merchant()],
             "categoryId",
         )?;
         if let Some(p) = updated {

@@ -64,7 +64,8 @@ fn session_for(id: &str, roles: Vec<Role>, session_id: Option<&str>) -> Result<S
         None => Some(credentials::start_session(id).map_err(refused)?),
     };
     let session_id = session_id.map(str::to_string).or_else(|| refresh.as_ref().map(|r| r.session_id.clone()));
-    let access = credentials::issue_access_token(id, &roles, session_id.as_deref().unwrap_or_default()).map_err(refused)?;
+    let access =
+        credentials::issue_access_token(id, &roles, session_id.as_deref().unwrap_or_default()).map_err(refused)?;
     let refresh = refresh.unwrap_or(credentials::RefreshToken {
         token: String::new(),
         expires_at_ms: 0,

@@ -222,13 +222,7 @@ pub async fn sweep(db: &Database, ended_before: i64) -> Result<(u64, u64), SqlEr
     .await
 }
 
+/// Whether a session is live at `now`.
 pub async fn live(db: &Database, session_id: &str, now: i64) -> Result<bool, SqlError> {
-    let rows = db
-        .query(
-            "SELECT id FROM sessions WHERE id = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
-            &[Value::Text(session_id.into()), Value::Integer(now)],
-            &SqlLimits::default(),
-        )
-        .await?;
-    Ok(!rows.rows.is_empty())
+    Ok(owner_if_live(db, session_id, now).await?.is_some())
 }

@@ -30,6 +30,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// gRPC address of the services (the data plane).
     pub grpc_listen: SocketAddr,
+    /// Prometheus `/metrics` address, apart from the public one; `"off"`
+    /// serves no metrics.
+    #[serde(with = "off_or_address")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Load the sample catalog into an empty system on first start.
     pub sample_data: bool,
     pub runtime: RuntimeSection,
@@ -156,18 +160,88 @@ pub struct AccountSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySection {
-    /// Take client addresses from `X-Forwarded-For` (only behind a proxy
-    /// you trust to set it).
-    pub trust_forwarded_for: bool,
+    /// Reverse proxies in front of the gateway that each append to
+    /// `X-Forwarded-For`; the client address is the entry this many from
+    /// the right. 0: the header is ignored (the TCP peer is the client).
+    pub trusted_proxy_hops: usize,
+    /// Deprecated: `true` is `trusted_proxy_hops = 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_forwarded_for: Option<bool>,
+    /// Answer introspection (`__schema`, `__type`).
+    pub introspection: bool,
     /// Deadline of each call to the services.
     #[serde(with = "humantime_serde")]
     pub service_timeout: Duration,
+    /// Time for a request's headers to arrive.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time to read a request's body and answer it (then 408).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_aliases: usize,
     pub max_page_size: i32,
+    pub rate_limit: RateLimitSection,
+}
+
+/// Per client address; `*_per_minute = 0` turns a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    /// `register`, `login`, `refreshToken`, `changePassword`.
+    pub auth_per_minute: u32,
+    pub auth_burst: u32,
+    /// `products` searches (`query`, `filter`, `sort` or `facets`).
+    pub search_per_minute: u32,
+    pub search_burst: u32,
+}
+
+impl GatewaySection {
+    /// `trusted_proxy_hops`, or 1 for the deprecated
+    /// `trust_forwarded_for = true`.
+    pub fn trusted_proxy_hops(&self) -> usize {
+        if self.trust_forwarded_for == Some(true) { self.trusted_proxy_hops.max(1) } else { self.trusted_proxy_hops }
+    }
+}
+
+impl RateLimitSection {
+    pub fn limits(&self) -> polyscale_gateway::RateLimits {
+        use polyscale_gateway::Rate;
+        polyscale_gateway::RateLimits {
+            auth: Rate { per_minute: self.auth_per_minute, burst: self.auth_burst },
+            search: Rate { per_minute: self.search_per_minute, burst: self.search_burst },
+        }
+    }
+}
+
+/// `"HOST:PORT"`, or `"off"` for none.
+mod off_or_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let value = String::deserialize(d)?;
+        match value.trim() {
+            "off" | "" => Ok(None),
+            addr => addr
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("`{addr}` is neither HOST:PORT nor \"off\""))),
+        }
+    }
 }
 
 impl Default for Config {
@@ -177,6 +251,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             listen: ([127, 0, 0, 1], 8080).into(),
             grpc_listen: ([127, 0, 0, 1], 50051).into(),
+            metrics_listen: Some(([127, 0, 0, 1], 9464).into()),
             sample_data: true,
             runtime: RuntimeSection::default(),
             components: ComponentsSection::default(),
@@ -254,14 +329,32 @@ impl Default for GatewaySection {
     fn default() -> Self {
         let gateway = polyscale_gateway::GatewayConfig::new("");
         Self {
-            trust_forwarded_for: gateway.trust_forwarded_for,
+            trusted_proxy_hops: gateway.trusted_proxy_hops,
+            trust_forwarded_for: None,
+            introspection: gateway.introspection,
             service_timeout: gateway.service_timeout,
+            header_read_timeout: gateway.server.header_read_timeout,
+            request_timeout: gateway.server.request_timeout,
+            max_connections: gateway.server.max_connections,
             max_body_bytes: gateway.limits.max_body_bytes,
             max_batch: gateway.limits.max_batch,
             max_depth: gateway.limits.max_depth,
             max_complexity: gateway.limits.max_complexity,
             max_aliases: gateway.limits.max_aliases,
             max_page_size: gateway.limits.max_page_size,
+            rate_limit: RateLimitSection::default(),
+        }
+    }
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        let limits = polyscale_gateway::RateLimits::default();
+        Self {
+            auth_per_minute: limits.auth.per_minute,
+            auth_burst: limits.auth.burst,
+            search_per_minute: limits.search.per_minute,
+            search_burst: limits.search.burst,
         }
     }
 }
@@ -309,8 +402,18 @@ impl Config {
                 None => name.replace("__", ".").into(),
             }
         });
-        let config: Config = figment.merge(env).merge(flags).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let mut config: Config =
+            figment.merge(env).merge(flags).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
+        // The key of earlier releases, as the one that replaced it.
+        if let Some(trust) = config.gateway.trust_forwarded_for.take() {
+            config.gateway.trusted_proxy_hops =
+                GatewaySection { trust_forwarded_for: Some(trust), ..config.gateway.clone() }.trusted_proxy_hops();
+            tracing::warn!(
+                "gateway.trust_forwarded_for is deprecated: it now means gateway.trusted_proxy_hops = {}",
+                config.gateway.trusted_proxy_hops
+            );
+        }
         Ok(config)
     }
 
@@ -351,6 +454,21 @@ impl Config {
         positive("account.access_token_ttl", !self.account.access_token_ttl.is_zero())?;
         positive("account.refresh_token_ttl", !self.account.refresh_token_ttl.is_zero())?;
         positive("gateway.service_timeout", !self.gateway.service_timeout.is_zero())?;
+        positive("gateway.header_read_timeout", !self.gateway.header_read_timeout.is_zero())?;
+        positive("gateway.request_timeout", !self.gateway.request_timeout.is_zero())?;
+        positive("gateway.max_connections", self.gateway.max_connections > 0)?;
+        let rate = &self.gateway.rate_limit;
+        positive("gateway.rate_limit.auth_burst", rate.auth_per_minute == 0 || rate.auth_burst > 0)?;
+        positive("gateway.rate_limit.search_burst", rate.search_per_minute == 0 || rate.search_burst > 0)?;
+        if let Some(metrics) = self.metrics_listen
+            && metrics == self.listen
+            && metrics.port() != 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics_listen",
+                message: "must differ from `listen`: metrics are not served on the public listener".into(),
+            });
+        }
         if !(1..=1000).contains(&self.gateway.max_page_size) {
             return Err(ConfigError::Invalid {
                 key: "gateway.max_page_size",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use std::time::Duration;
 
-use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits};
+use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits, RateLimits, ServerLimits};
 use polyscale_host::admin_plane::{AdminListenError, AdminListener, OperatorToken};
 use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
 use polyscale_host::components;
@@ -38,6 +38,9 @@ pub struct EmbeddedConfig {
     pub listen: SocketAddr,
     /// Internal gRPC address of the services (the data plane).
     pub grpc_listen: SocketAddr,
+    /// Prometheus `/metrics`, apart from the public listener; `None`
+    /// serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// The admin plane; default the socket `DATA_DIR/admin.sock`.
     pub admin_listen: Option<AdminAddress>,
     /// The operator token TCP admin calls must present.
@@ -50,8 +53,15 @@ pub struct EmbeddedConfig {
     pub credentials_database_url: Option<String>,
     /// Tune the credentials capability (tests shorten throttling, say).
     pub credentials: Option<TuneCredentials>,
-    /// Take client addresses from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// Reverse proxies in front of the gateway that append to
+    /// `X-Forwarded-For` (0: the header is ignored).
+    pub trusted_proxy_hops: usize,
+    /// Per client address, on sign-in and search.
+    pub rate_limits: RateLimits,
+    /// Connections, header reads and request time of the public listener.
+    pub http: ServerLimits,
+    /// Whether the gateway answers introspection.
+    pub introspection: bool,
     /// The product search engine; defaults to Tantivy in `DATA_DIR/search`.
     pub search: Option<SearchEngineConfig>,
     /// Load the sample catalog into an empty system on first start.
@@ -82,13 +92,17 @@ impl EmbeddedConfig {
             data_dir,
             listen: ([127, 0, 0, 1], 8080).into(),
             grpc_listen: ([127, 0, 0, 1], 50051).into(),
+            metrics_listen: Some(([127, 0, 0, 1], 9464).into()),
             admin_listen: None,
             admin_token_file: None,
             product_database_url: None,
             account_database_url: None,
             credentials_database_url: None,
             credentials: None,
-            trust_forwarded_for: false,
+            trusted_proxy_hops: 0,
+            rate_limits: RateLimits::default(),
+            http: ServerLimits::default(),
+            introspection: true,
             search: None,
             sample_data: true,
             product_component: None,
@@ -124,6 +138,7 @@ impl EmbeddedConfig {
         };
         embedded.listen = config.listen;
         embedded.grpc_listen = config.grpc_listen;
+        embedded.metrics_listen = config.metrics_listen;
         // Checked by `Config::validate`.
         embedded.admin_listen = config.admin.listen.as_deref().and_then(|a| AdminAddress::parse(a).ok());
         embedded.admin_token_file = config.admin.token_file.clone();
@@ -164,7 +179,14 @@ impl EmbeddedConfig {
         embedded.ended_session_retention = account.ended_session_retention;
         embedded.sweep_every = account.sweep_every;
         let gateway = &config.gateway;
-        embedded.trust_forwarded_for = gateway.trust_forwarded_for;
+        embedded.trusted_proxy_hops = gateway.trusted_proxy_hops();
+        embedded.rate_limits = gateway.rate_limit.limits();
+        embedded.http = ServerLimits {
+            header_read_timeout: gateway.header_read_timeout,
+            request_timeout: gateway.request_timeout,
+            max_connections: gateway.max_connections,
+        };
+        embedded.introspection = gateway.introspection;
         embedded.service_timeout = gateway.service_timeout;
         embedded.graphql = GraphqlLimits {
             max_body_bytes: gateway.max_body_bytes,
@@ -204,6 +226,7 @@ pub struct Embedded {
     gateway: Gateway,
     http: TcpListener,
     grpc: TcpListener,
+    metrics: Option<TcpListener>,
     admin: AdminListener,
     config: EmbeddedConfig,
 }
@@ -236,6 +259,10 @@ impl Embedded {
         let http = TcpListener::bind(config.listen)
             .await
             .map_err(|source| EmbeddedError::Listen { addr: config.listen, source })?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| EmbeddedError::Listen { addr, source })?),
+            None => None,
+        };
         let grpc_addr =
             grpc.local_addr().map_err(|source| EmbeddedError::Listen { addr: config.grpc_listen, source })?;
 
@@ -290,12 +317,15 @@ impl Embedded {
 
         let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
-        gateway_config.trust_forwarded_for = config.trust_forwarded_for;
+        gateway_config.trusted_proxy_hops = config.trusted_proxy_hops;
         gateway_config.limits = config.graphql;
+        gateway_config.rate_limits = config.rate_limits;
+        gateway_config.server = config.http;
+        gateway_config.introspection = config.introspection;
         gateway_config.service_timeout = config.service_timeout;
         gateway_config.service_key = Some(service_key);
         let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
-        Ok(Self { host, gateway, http, grpc, admin, config })
+        Ok(Self { host, gateway, http, grpc, metrics, admin, config })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -304,6 +334,11 @@ impl Embedded {
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
     /// Where the admin plane listens.
@@ -323,10 +358,16 @@ impl Embedded {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmbeddedError> {
         let grpc_addr = self.grpc_addr();
         let admin_address = self.admin_address();
-        let metrics = telemetry::metrics();
-        let gateway = self
-            .gateway
-            .merge(axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render()))));
+        let gateway = self.gateway;
+        // Metrics on a listener of their own: not for the public.
+        let metrics = self.metrics.map(|listener| {
+            let handle = telemetry::metrics();
+            let routes = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+            let stop = shutdown.clone();
+            tokio::spawn(polyscale_gateway::serve(listener, routes, ServerLimits::default(), async move {
+                stop.cancelled().await
+            }))
+        });
 
         let host = tokio::spawn(self.host.run(self.grpc, self.admin, shutdown.child_token()));
 
@@ -363,6 +404,11 @@ impl Embedded {
         let http_shutdown = shutdown.clone();
         let http_result = gateway.run(self.http, async move { http_shutdown.cancelled().await }).await;
         shutdown.cancel();
+        if let Some(metrics) = metrics
+            && let Ok(Err(e)) = metrics.await
+        {
+            tracing::warn!(error = %e, "metrics listener");
+        }
         let host_result = host.await.map_err(|e| EmbeddedError::Gateway(format!("service task: {e}")))?;
         http_result.map_err(|source| EmbeddedError::Listen { addr: self.config.listen, source })?;
         host_result?;

@@ -96,10 +96,12 @@ struct ServeArgs {
     /// Public GraphQL address (`listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Internal gRPC address of the services and the component admin API
-    /// (`grpc_listen`).
+    /// Internal gRPC address of the services (`grpc_listen`).
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
+    /// Prometheus `/metrics` address, or `off` (`metrics_listen`).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Product database (`product.database_url`).
     #[arg(long)]
     product_database_url: Option<String>,
@@ -111,9 +113,13 @@ struct ServeArgs {
     /// database.
     #[arg(long)]
     credentials_database_url: Option<String>,
-    /// Take client addresses from X-Forwarded-For, only behind a proxy you
-    /// trust to set it (`gateway.trust_forwarded_for`).
+    /// How many reverse proxies in front of the gateway append to
+    /// X-Forwarded-For; the client address is the entry this many from the
+    /// right (`gateway.trusted_proxy_hops`; 0 ignores the header).
     #[arg(long)]
+    trusted_proxy_hops: Option<usize>,
+    /// Deprecated: `--trusted-proxy-hops 1`.
+    #[arg(long, hide = true)]
     trust_forwarded_for: bool,
     /// Search on Elasticsearch at this URL (`product.search.url`).
     #[arg(long)]
@@ -148,6 +154,9 @@ impl ServeArgs {
         if let Some(v) = self.grpc_listen {
             put("grpc_listen", v.to_string().into());
         }
+        if let Some(v) = &self.metrics_listen {
+            put("metrics_listen", v.clone().into());
+        }
         for (key, value) in [
             ("product.database_url", &self.product_database_url),
             ("account.database_url", &self.account_database_url),
@@ -160,7 +169,10 @@ impl ServeArgs {
             }
         }
         if self.trust_forwarded_for {
-            put("gateway.trust_forwarded_for", true.into());
+            put("gateway.trusted_proxy_hops", 1.into());
+        }
+        if let Some(hops) = self.trusted_proxy_hops {
+            put("gateway.trusted_proxy_hops", hops.into());
         }
         if self.no_sample_data {
             put("sample_data", false.into());
@@ -265,6 +277,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let system = Embedded::build(config).await?;
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
     tracing::info!("services (gRPC) at {}; admin plane at {}", system.grpc_addr(), system.admin_address());
+    if let Some(metrics) = system.metrics_addr() {
+        tracing::info!("metrics at http://{metrics}/metrics");
+    }
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {

@@ -28,6 +28,9 @@ pub enum Code {
     Conflict,
     Timeout,
     ResourceExhausted,
+    /// Over a per-address rate limit; `extensions.retryAfter` says when to
+    /// retry (seconds).
+    RateLimited,
     ServiceUnavailable,
     InternalServerError,
 }
@@ -46,6 +49,7 @@ impl Code {
             Code::Conflict => "CONFLICT",
             Code::Timeout => "TIMEOUT",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::RateLimited => "RATE_LIMITED",
             Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Code::InternalServerError => "INTERNAL_SERVER_ERROR",
         }

@@ -6,14 +6,22 @@
 //! that fails before execution (unparsable, invalid, over a limit) is a
 //! 400; with `application/json` it is a 200 carrying the errors. A body
 //! that is not a GraphQL request at all is a 400 either way.
+//!
+//! A POST must say `Content-Type: application/json`: anything else (the
+//! `text/plain`, form and multipart bodies a cross-site page can send
+//! without a CORS preflight, or none) is a 415 and never executes.
+//!
+//! Rate limits ([`crate::rate_limit`]) fail the fields over them with
+//! `RATE_LIMITED`; a request left with no data by them (every operation
+//! limited) is a 429 with `Retry-After`, whatever the media type.
 
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::Body;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -30,7 +38,7 @@ const REQUEST_ID: &str = "x-request-id";
 pub struct HttpConfig {
     pub limits: GraphqlLimits,
     pub verifier: Option<Verifier>,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxy_hops: usize,
 }
 
 #[derive(Clone)]
@@ -38,7 +46,7 @@ struct AppState {
     schema: PolyScaleSchema,
     limits: GraphqlLimits,
     verifier: Option<Verifier>,
-    trust_forwarded_for: bool,
+    trusted_proxy_hops: usize,
 }
 
 pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
@@ -50,30 +58,36 @@ pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
             schema,
             limits: config.limits,
             verifier: config.verifier,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxy_hops: config.trusted_proxy_hops,
         })
 }
 
-/// The client's address: the TCP peer, or the first `X-Forwarded-For`
-/// entry when a trusted proxy sets it.
-fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        let forwarded = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
-        if let Some(ip) = forwarded {
-            return ip.to_string();
-        }
+/// The client's address. With no trusted proxy it is the TCP peer. Behind
+/// `hops` proxies that each append the address they were reached from to
+/// `X-Forwarded-For`, it is the `hops`-th entry from the right: the
+/// right-most one no trusted proxy wrote, so whatever the client put in
+/// the header itself (to the left of it) is never believed. With fewer
+/// entries than hops (a path with fewer proxies), the left-most; an entry
+/// that is not an address falls back to the peer.
+fn client_address(request: &Request, hops: usize) -> String {
+    let peer = crate::server::peer(request).map(|p| p.ip());
+    let forwarded = if hops > 0 { forwarded_for(request.headers(), hops) } else { None };
+    match forwarded.or(peer) {
+        Some(ip) => ip.to_canonical().to_string(),
+        None => "unknown".into(),
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+}
+
+fn forwarded_for(headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    // Proxies may add a header line of their own rather than extend the
+    // last one: the lines, in order, make one list.
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().ok()?;
+        entries.extend(value.split(',').map(str::trim).filter(|e| !e.is_empty()));
+    }
+    let entry = entries.get(entries.len().saturating_sub(hops))?;
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Verifies a bearer token if one is sent. A token that is sent but not
@@ -120,7 +134,10 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
     let media = negotiate(&headers);
     let request_id = request_id(&headers);
     let is_get = request.method() == Method::GET;
-    let mut context = RequestContext::new(request_id.clone(), client_address(&request, state.trust_forwarded_for));
+    if !is_get && let Err(message) = json_content_type(&headers) {
+        return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::BadRequest, &message, &request_id);
+    }
+    let mut context = RequestContext::new(request_id.clone(), client_address(&request, state.trusted_proxy_hops));
     match authenticate(&headers, state.verifier.as_ref()) {
         Ok(Some((token, claims))) => context = context.authenticated(token, claims),
         Ok(None) => {}
@@ -185,6 +202,20 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
 
 type RequestError = (StatusCode, Code, String);
 
+/// A POST body must be JSON, and say so. The media types a cross-site
+/// form or `fetch` may send without a CORS preflight (`text/plain`,
+/// `application/x-www-form-urlencoded`, `multipart/form-data`) are
+/// refused, as is a body with no type.
+fn json_content_type(headers: &HeaderMap) -> Result<(), String> {
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let essence = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(format!("a POST body must be `Content-Type: application/json`, not `{other}`")),
+        None => Err("a POST body must be `Content-Type: application/json`; none was given".into()),
+    }
+}
+
 /// Whether the operation a request selects is a mutation. Unparsable
 /// queries are not: execution reports their parse error.
 fn is_mutation(request: &async_graphql::Request) -> bool {
@@ -208,25 +239,16 @@ async fn read_request(request: Request, limits: &GraphqlLimits) -> Result<BatchR
             .map(BatchRequest::Single)
             .map_err(|e| (StatusCode::BAD_REQUEST, Code::BadRequest, format!("invalid query string: {e}")));
     }
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    if content_type.as_deref().is_some_and(|ct| ct.starts_with("multipart/")) {
-        return Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::BadRequest,
-            "multipart requests are not supported".into(),
-        ));
-    }
     let too_large = || {
         (StatusCode::PAYLOAD_TOO_LARGE, Code::BadRequest, format!("the body exceeds {} bytes", limits.max_body_bytes))
     };
     let body = axum::body::to_bytes(request.into_body(), limits.max_body_bytes).await.map_err(|_| too_large())?;
+    // `graphql` checked the content type: JSON.
     let options = MultipartOptions::default().max_file_size(0).max_num_files(0);
-    async_graphql::http::receive_batch_body(content_type.or(Some("application/json".into())), &body[..], options)
-        .await
-        .map_err(|e| match e {
-            async_graphql::ParseRequestError::PayloadTooLarge => too_large(),
-            other => (StatusCode::BAD_REQUEST, Code::BadRequest, format!("not a GraphQL request: {other}")),
-        })
+    async_graphql::http::receive_batch_body(Some("application/json"), &body[..], options).await.map_err(|e| match e {
+        async_graphql::ParseRequestError::PayloadTooLarge => too_large(),
+        other => (StatusCode::BAD_REQUEST, Code::BadRequest, format!("not a GraphQL request: {other}")),
+    })
 }
 
 fn request_error(status: StatusCode, code: Code, message: &str, request_id: &str) -> Response {
@@ -249,10 +271,41 @@ fn failed_before_execution(response: &async_graphql::Response) -> bool {
         })
 }
 
+/// If a rate limit left this response with no data at all: the longest
+/// `retryAfter` (seconds) of its `RATE_LIMITED` errors.
+fn rate_limited(response: &async_graphql::Response) -> Option<u64> {
+    if response.data != async_graphql::Value::Null {
+        return None;
+    }
+    let limited = async_graphql::Value::from(Code::RateLimited.as_str());
+    response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref())
+        .filter(|x| x.get("code") == Some(&limited))
+        .map(|x| match x.get("retryAfter") {
+            Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+            _ => 1,
+        })
+        .max()
+}
+
 fn graphql_response(response: BatchResponse, media: Media, request_id: &str) -> Response {
     let request_failed = matches!(&response, BatchResponse::Single(r) if failed_before_execution(r));
-    let status =
-        if request_failed && media == Media::GraphqlResponse { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    // Every operation of the request limited: the request as a whole is.
+    let retry_after = match &response {
+        BatchResponse::Single(r) => rate_limited(r),
+        BatchResponse::Batch(rs) => {
+            rs.iter().map(rate_limited).collect::<Option<Vec<_>>>().and_then(|w| w.into_iter().max())
+        }
+    };
+    let status = if retry_after.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if request_failed && media == Media::GraphqlResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let content_type = if media == Media::Json { "application/json" } else { GRAPHQL_RESPONSE };
     let serialized = match &response {
         // No `data` entry for a request that never executed.
@@ -270,7 +323,11 @@ fn graphql_response(response: BatchResponse, media: Media, request_id: &str) -> 
             );
         }
     };
-    json_response(status, content_type, body, request_id)
+    let mut response = json_response(status, content_type, body, request_id);
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 fn json_response(status: StatusCode, content_type: &'static str, body: String, request_id: &str) -> Response {
@@ -282,4 +339,59 @@ fn json_response(status: StatusCode, content_type: &'static str, body: String, r
         headers.insert(REQUEST_ID, v);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    fn client(lines: &[&str], hops: usize) -> Option<String> {
+        forwarded_for(&headers(lines), hops).map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_entry_no_trusted_proxy_wrote() {
+        // One proxy: it appended the address it saw, last.
+        assert_eq!(client(&["6.6.6.6, 203.0.113.9"], 1).as_deref(), Some("203.0.113.9"));
+        // Two proxies (a CDN, then a load balancer): the CDN's entry is the
+        // right-most, the client's is before it.
+        assert_eq!(client(&["6.6.6.6, 203.0.113.9, 198.51.100.1"], 2).as_deref(), Some("203.0.113.9"));
+        // Header lines of their own, in order.
+        assert_eq!(client(&["6.6.6.6", "203.0.113.9, 198.51.100.1"], 2).as_deref(), Some("203.0.113.9"));
+        // Fewer entries than hops: all written by proxies; the farthest.
+        assert_eq!(client(&["203.0.113.9"], 2).as_deref(), Some("203.0.113.9"));
+        // Ports and IPv6.
+        assert_eq!(client(&["203.0.113.9:4711"], 1).as_deref(), Some("203.0.113.9"));
+        assert_eq!(client(&["[2001:db8::1]:4711"], 1).as_deref(), Some("2001:db8::1"));
+        assert_eq!(client(&["2001:db8::1"], 1).as_deref(), Some("2001:db8::1"));
+        // Not an address, or no header: the peer is used.
+        assert_eq!(client(&["6.6.6.6, unknown"], 1), None);
+        assert_eq!(client(&[], 1), None);
+    }
+
+    #[test]
+    fn posts_must_be_json() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            json_content_type(&h)
+        };
+        assert!(with("application/json").is_ok());
+        assert!(with("application/json; charset=utf-8").is_ok());
+        assert!(with("APPLICATION/JSON").is_ok());
+        for refused in
+            ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"]
+        {
+            assert!(with(refused).is_err(), "{refused}");
+        }
+        assert!(json_content_type(&HeaderMap::new()).is_err());
+    }
 }

@@ -5,19 +5,29 @@
 //! the domain services over gRPC ([`clients`]). Every request runs under
 //! limits ([`limits`]) on body size, batch size, depth, complexity and
 //! aliases, and every error carries a stable `extensions.code` ([`errors`]).
+//! The edge is guarded too: rate limits per client address on sign-in and
+//! search ([`rate_limit`]), and bounded connections, header reads and
+//! requests ([`server`]).
 
 pub mod clients;
 pub mod errors;
 mod http;
 pub mod limits;
+pub mod rate_limit;
 pub mod schema;
+pub mod server;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use clients::{ClientError, Clients};
 pub use limits::GraphqlLimits;
+pub use rate_limit::{Rate, RateLimits};
+pub use server::{ServerLimits, serve};
 use tokio::net::TcpListener;
+
+/// How often the rate limiters forget idle addresses.
+const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -28,10 +38,17 @@ pub struct GatewayConfig {
     /// Public key (PEM) of the account service's token signer. Without it
     /// every bearer token is refused.
     pub token_public_key: Option<String>,
-    /// Take the client address from `X-Forwarded-For` (behind a trusted
-    /// proxy only: clients can set it themselves).
-    pub trust_forwarded_for: bool,
+    /// How many reverse proxies, each appending to `X-Forwarded-For`,
+    /// stand between clients and the gateway. 0: the header is ignored
+    /// and the TCP peer is the client.
+    pub trusted_proxy_hops: usize,
     pub limits: GraphqlLimits,
+    /// Per client address.
+    pub rate_limits: RateLimits,
+    /// Connections, header reads and request time.
+    pub server: ServerLimits,
+    /// Answer `__schema` and `__type` (GraphiQL's documentation needs it).
+    pub introspection: bool,
     /// Deadline passed to the services for each call.
     pub service_timeout: Duration,
     /// The secret shared with the services: the gateway signs a service
@@ -48,8 +65,11 @@ impl GatewayConfig {
             product_endpoint: endpoint.clone(),
             account_endpoint: endpoint,
             token_public_key: None,
-            trust_forwarded_for: false,
+            trusted_proxy_hops: 0,
             limits: GraphqlLimits::default(),
+            rate_limits: RateLimits::default(),
+            server: ServerLimits::default(),
+            introspection: true,
             service_timeout: Duration::from_secs(10),
             service_key: None,
         }
@@ -66,6 +86,8 @@ pub enum GatewayError {
 
 pub struct Gateway {
     router: axum::Router,
+    rate_limiters: std::sync::Arc<rate_limit::RateLimiters>,
+    server: ServerLimits,
 }
 
 impl Gateway {
@@ -77,25 +99,29 @@ impl Gateway {
             .map(polyscale_auth::Verifier::new)
             .transpose()
             .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
-        let schema = schema::build(clients, &config.limits);
-        let http =
-            http::HttpConfig { limits: config.limits, verifier, trust_forwarded_for: config.trust_forwarded_for };
-        Ok(Self { router: http::router(schema, http) })
+        let rate_limiters = rate_limit::RateLimiters::new(config.rate_limits);
+        let schema = schema::build(clients, &config.limits, rate_limiters.clone(), config.introspection);
+        let http = http::HttpConfig { limits: config.limits, verifier, trusted_proxy_hops: config.trusted_proxy_hops };
+        Ok(Self { router: http::router(schema, http), rate_limiters, server: config.server })
     }
 
-    /// Adds routes (e.g. `/metrics`) beside the GraphQL ones.
-    pub fn merge(mut self, routes: axum::Router) -> Self {
-        self.router = self.router.merge(routes);
-        self
-    }
-
-    /// Serves HTTP until `shutdown` resolves.
+    /// Serves HTTP ([`serve`]) until `shutdown` resolves.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        let limiters = self.rate_limiters.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(RATE_LIMIT_SWEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                limiters.sweep();
+            }
+        });
+        let result = serve(listener, self.router, self.server, shutdown).await;
+        sweeper.abort();
+        result
     }
 }

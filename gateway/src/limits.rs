@@ -90,3 +90,51 @@ fn aliases(set: &Positioned<SelectionSet>) -> usize {
         })
         .sum()
 }
+
+/// Refuses introspection (`__schema`, `__type`) when it is turned off, as
+/// a validation error: async-graphql's own switch answers `null` instead,
+/// which a client cannot tell from an empty schema.
+pub struct NoIntrospection;
+
+impl ExtensionFactory for NoIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(NoIntrospection)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for NoIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let sets = document
+            .operations
+            .iter()
+            .map(|(_, op)| &op.node.selection_set)
+            .chain(document.fragments.values().map(|f| &f.node.selection_set));
+        for set in sets {
+            if let Some(pos) = introspection(set) {
+                return Err(coded(
+                    ServerError::new("introspection is disabled on this server", Some(pos)),
+                    Code::GraphqlValidationFailed,
+                ));
+            }
+        }
+        Ok(document)
+    }
+}
+
+/// Where a selection set asks for `__schema` or `__type`, at any depth.
+fn introspection(set: &Positioned<SelectionSet>) -> Option<async_graphql::Pos> {
+    set.node.items.iter().find_map(|item| match &item.node {
+        Selection::Field(f) if matches!(f.node.name.node.as_str(), "__schema" | "__type") => Some(f.pos),
+        Selection::Field(f) => introspection(&f.node.selection_set),
+        Selection::InlineFragment(f) => introspection(&f.node.selection_set),
+        Selection::FragmentSpread(_) => None,
+    })
+}

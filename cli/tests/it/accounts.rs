@@ -507,12 +507,12 @@ async fn brute_force_is_slowed_without_locking_out_the_owner_on_postgres() {
     brute_force_is_slowed_without_locking_out_the_owner(Backend::Postgres).await;
 }
 
-/// By default (`trust_forwarded_for = false`) the gateway ignores a
+/// By default (`trusted_proxy_hops = 0`) the gateway ignores a
 /// client's `X-Forwarded-For`: throttling is keyed on the real peer, so an
 /// attacker cannot dodge the per-address rules by making addresses up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_sent_x_forwarded_for_is_ignored_by_default() {
-    let app = TestApp::spawn_with(Options { trust_forwarded_for: false, ..Options::new(Backend::Sqlite) }).await;
+    let app = TestApp::spawn_with(Options { trusted_proxy_hops: 0, ..Options::new(Backend::Sqlite) }).await;
     app.register("victim@example.com", PASSWORD).await;
     for i in 0..6 {
         let login = app.login_from(Some(&format!("192.0.2.{i}")), "victim@example.com", "wrong guess 123").await;

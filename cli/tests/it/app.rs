@@ -25,6 +25,8 @@ pub enum Backend {
 pub struct TestApp {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// The metrics listener (`/metrics`), apart from `http`.
+    pub metrics: Option<SocketAddr>,
     /// The admin plane (the data directory's socket).
     pub admin_address: polyscale::admin::AdminAddress,
     pub client: reqwest::Client,
@@ -58,10 +60,18 @@ pub struct Options {
     pub calls_per_slot: Option<u32>,
     /// Adjusts the credentials configuration (a test clock, say).
     pub credentials: Option<polyscale::embedded::TuneCredentials>,
-    /// Whether the gateway believes a client's `X-Forwarded-For`. Most tests
-    /// set it to play clients at several addresses; the system's default
-    /// is false.
-    pub trust_forwarded_for: bool,
+    /// Trusted proxies appending to `X-Forwarded-For`. Tests play one
+    /// proxy (1) to act as clients at several addresses, sending the
+    /// address in the header; the system's default is 0 (ignored).
+    pub trusted_proxy_hops: usize,
+    /// Per-address rate limits. Off in tests, which act as many clients
+    /// from one address; the system's defaults are
+    /// `RateLimits::default()`.
+    pub rate_limits: polyscale_gateway::RateLimits,
+    /// Connection limits of the public listener, if not the default.
+    pub http: Option<polyscale_gateway::ServerLimits>,
+    /// Whether the gateway answers introspection (the default: yes).
+    pub introspection: bool,
 }
 
 impl Options {
@@ -74,7 +84,10 @@ impl Options {
             limits: None,
             calls_per_slot: None,
             credentials: None,
-            trust_forwarded_for: true,
+            trusted_proxy_hops: 1,
+            rate_limits: polyscale_gateway::RateLimits::OFF,
+            http: None,
+            introspection: true,
         }
     }
 }
@@ -93,8 +106,14 @@ impl TestApp {
         let mut config = EmbeddedConfig::new(data_dir.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.grpc_listen = "127.0.0.1:0".parse().unwrap();
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         config.sample_data = false;
-        config.trust_forwarded_for = options.trust_forwarded_for;
+        config.trusted_proxy_hops = options.trusted_proxy_hops;
+        config.rate_limits = options.rate_limits;
+        if let Some(http) = options.http {
+            config.http = http;
+        }
+        config.introspection = options.introspection;
         config.credentials = options.credentials;
         config.product_database_url = dbs.first().map(|d| d.url.clone());
         config.account_database_url = dbs.get(1).map(|d| d.url.clone());
@@ -114,12 +133,14 @@ impl TestApp {
         };
         let system = Embedded::build(config).await.expect("system starts");
         let (http, grpc, admin_address) = (system.http_addr(), system.grpc_addr(), system.admin_address());
+        let metrics = system.metrics_addr();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { system.run(token).await.expect("system runs") });
         Self {
             http,
             grpc,
+            metrics,
             admin_address,
             client: reqwest::Client::new(),
             data_dir,

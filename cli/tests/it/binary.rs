@@ -19,7 +19,7 @@ fn serve_with(
     extra: &[&str],
 ) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_polyscale"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir)
         .env("NO_COLOR", "1")

@@ -104,9 +104,45 @@ fn bad_configurations_fail_at_start_naming_the_key() {
     let out_of_range = serve("[gateway]\nmax_page_size = 0\n", &[]);
     assert!(out_of_range.contains("gateway.max_page_size"), "{out_of_range}");
 
+    let no_connections = serve("[gateway]\nmax_connections = 0\n", &[]);
+    assert!(no_connections.contains("gateway.max_connections"), "{no_connections}");
+
+    let bad_metrics = serve("metrics_listen = \"nowhere\"\n", &[]);
+    assert!(bad_metrics.contains("metrics_listen"), "{bad_metrics}");
+
     let unknown_env = serve("", &[("POLYSCALE_RUNTIME__NOPE", "1")]);
     assert!(unknown_env.to_lowercase().contains("nope"), "{unknown_env}");
 
     // Nothing was started: no data directory was made.
     assert!(!dir.path().join("data").exists());
+}
+
+/// The edge keys: their defaults, `metrics_listen = "off"`, and the key of
+/// earlier releases, `gateway.trust_forwarded_for = true`, read as one
+/// trusted proxy hop.
+#[test]
+fn edge_keys_and_the_old_forwarded_for_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = stdout(&polyscale(&["config"], &[], dir.path()));
+    assert_eq!(key(&defaults, "", "metrics_listen"), "\"127.0.0.1:9464\"");
+    assert_eq!(key(&defaults, "gateway", "trusted_proxy_hops"), "0");
+    assert_eq!(key(&defaults, "gateway", "introspection"), "true");
+    assert_eq!(key(&defaults, "gateway", "header_read_timeout"), "\"10s\"");
+    assert_eq!(key(&defaults, "gateway", "max_connections"), "1024");
+    let table: toml::Table = defaults.parse().unwrap();
+    assert_eq!(table["gateway"]["rate_limit"]["auth_per_minute"].as_integer(), Some(60));
+    assert!(!defaults.contains("trust_forwarded_for"), "{defaults}");
+
+    let old = stdout(&polyscale(&["config", "--set", "gateway.trust_forwarded_for=true"], &[], dir.path()));
+    assert_eq!(key(&old, "gateway", "trusted_proxy_hops"), "1");
+    assert!(!old.contains("trust_forwarded_for"), "{old}");
+    let flag = stdout(&polyscale(&["config", "--trust-forwarded-for"], &[], dir.path()));
+    assert_eq!(key(&flag, "gateway", "trusted_proxy_hops"), "1");
+    let hops = stdout(&polyscale(
+        &["config", "--trusted-proxy-hops", "2"],
+        &[("POLYSCALE_METRICS_LISTEN", "off")],
+        dir.path(),
+    ));
+    assert_eq!(key(&hops, "gateway", "trusted_proxy_hops"), "2");
+    assert_eq!(key(&hops, "", "metrics_listen"), "\"off\"");
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod catalog;
 mod config;
+mod edge;
 mod faults;
 mod hot_swap;
 mod search;

@@ -6,6 +6,7 @@ use polyscale_proto::account::v1 as pb;
 
 use super::{clients, request_context};
 use crate::errors::{self, Failure, UserError};
+use crate::rate_limit::{self, Class};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum Role {
@@ -226,6 +227,7 @@ pub struct AccountMutation;
 impl AccountMutation {
     /// Creates a customer account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        rate_limit::check(ctx, Class::Auth)?;
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message =
@@ -234,6 +236,7 @@ impl AccountMutation {
     }
 
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
+        rate_limit::check(ctx, Class::Auth)?;
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message = pb::LoginRequest { email: input.email, password: input.password };
@@ -243,6 +246,7 @@ impl AccountMutation {
     /// Trades a refresh token for new tokens. The old refresh token is
     /// spent; using it again ends the whole session.
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+        rate_limit::check(ctx, Class::Auth)?;
         let request = request_context(ctx)?;
         let clients = clients(ctx)?;
         let message = pb::RefreshRequest { refresh_token };
@@ -284,6 +288,7 @@ impl AccountMutation {
     /// Sets a new password, ends every session (this one included) and
     /// returns tokens for a fresh one.
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
+        rate_limit::check(ctx, Class::Auth)?;
         let request = request_context(ctx)?;
         request.caller()?;
         let clients = clients(ctx)?;

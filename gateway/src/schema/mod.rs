@@ -5,6 +5,7 @@ mod money;
 mod product;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use polyscale_proto::product::v1 as product_pb;
@@ -12,7 +13,8 @@ use tokio::sync::OnceCell;
 
 use crate::clients::Clients;
 use crate::errors::{self, Code, ErrorShape, api_error};
-use crate::limits::{AliasLimit, GraphqlLimits};
+use crate::limits::{AliasLimit, GraphqlLimits, NoIntrospection};
+use crate::rate_limit::RateLimiters;
 
 pub use money::{MinorUnits, Money, MoneyInput};
 
@@ -24,15 +26,23 @@ pub struct Mutation(product::ProductMutation, account::AccountMutation);
 
 pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn build(clients: Clients, limits: &GraphqlLimits) -> PolyScaleSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+/// The schema. Without `introspection`, `__schema` and `__type` are
+/// refused (validation error) and the schema cannot be downloaded.
+pub fn build(
+    clients: Clients,
+    limits: &GraphqlLimits,
+    rate_limiters: Arc<RateLimiters>,
+    introspection: bool,
+) -> PolyScaleSchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(clients)
         .data(*limits)
+        .data(rate_limiters)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(ErrorShape)
-        .extension(AliasLimit(limits.max_aliases))
-        .finish()
+        .extension(AliasLimit(limits.max_aliases));
+    if introspection { builder.finish() } else { builder.disable_introspection().extension(NoIntrospection).finish() }
 }
 
 /// Per-request facts and caches.

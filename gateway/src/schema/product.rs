@@ -10,6 +10,7 @@ use super::money::{MinorUnits, Money, MoneyInput};
 use super::{categories, clients, request_context};
 use crate::errors::{self, Code, Failure, UserError, api_error};
 use crate::limits::{GraphqlLimits, MAX_PAGE_SIZE};
+use crate::rate_limit::{self, Class};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 
@@ -259,6 +260,8 @@ impl ProductQuery {
                 None,
             ));
         }
+        // A search: the expensive path, limited per client address.
+        rate_limit::check(ctx, Class::Search)?;
         let filter = filter.unwrap_or_default();
         let message = pb::SearchProductsRequest {
             query,

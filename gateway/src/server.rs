@@ -1,0 +1,123 @@
+//! The HTTP/1.1 server under the gateway's router, hardened for a public
+//! listener (hyper's connection builder under a tokio accept loop):
+//!
+//! - **connections**: at most `max_connections` are served at once; past
+//!   that, new ones wait in the kernel's listen backlog until one closes
+//!   (established connections go on unaffected);
+//! - **header reads**: a request's headers must arrive within
+//!   `header_read_timeout` of the connection (or its previous response)
+//!   becoming ready to read them, else the connection is closed: a
+//!   slowloris client, or an idle keep-alive connection, does not keep its
+//!   slot;
+//! - **requests**: reading the body and answering must fit in
+//!   `request_timeout`, else 408.
+//!
+//! HTTP/2 is not served here (h2c by prior knowledge was never used by
+//! browsers; a proxy in front terminates TLS and HTTP/2).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutLayer;
+
+/// Bounds on the HTTP connections of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to receive a request's headers, counted from when the server
+    /// starts waiting for them (a new connection, or the end of the
+    /// previous response on a kept-alive one).
+    pub header_read_timeout: Duration,
+    /// Time to read a request's body and answer it.
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish (for at most `request_timeout`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first, then a connection: past the cap, clients wait in
+        // the backlog rather than being accepted and starved.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let response = router.clone().oneshot(request);
+            async move { Ok::<_, Infallible>(response.await.unwrap_or_else(|never| match never {})) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.request_timeout) => {
+            tracing::warn!("connections still open {:?} after shutdown; leaving them", limits.request_timeout);
+        }
+    }
+    Ok(())
+}
+
+/// The peer address of the connection a request came on.
+pub(crate) fn peer(request: &Request<axum::body::Body>) -> Option<SocketAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer)
+}

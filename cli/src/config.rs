@@ -159,6 +159,9 @@ pub struct GatewaySection {
     /// Take client addresses from `X-Forwarded-For` (only behind a proxy
     /// you trust to set it).
     pub trust_forwarded_for: bool,
+    /// Serve GraphiQL to browsers at `/graphql` (from the binary, under a
+    /// strict Content-Security-Policy).
+    pub graphiql: bool,
     /// Deadline of each call to the services.
     #[serde(with = "humantime_serde")]
     pub service_timeout: Duration,
@@ -255,6 +258,7 @@ impl Default for GatewaySection {
         let gateway = polyscale_gateway::GatewayConfig::new("");
         Self {
             trust_forwarded_for: gateway.trust_forwarded_for,
+            graphiql: gateway.graphiql,
             service_timeout: gateway.service_timeout,
             max_body_bytes: gateway.limits.max_body_bytes,
             max_batch: gateway.limits.max_batch,

@@ -52,6 +52,8 @@ pub struct EmbeddedConfig {
     pub credentials: Option<TuneCredentials>,
     /// Take client addresses from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Serve GraphiQL to browsers at `/graphql`.
+    pub graphiql: bool,
     /// The product search engine; defaults to Tantivy in `DATA_DIR/search`.
     pub search: Option<SearchEngineConfig>,
     /// Load the sample catalog into an empty system on first start.
@@ -89,6 +91,7 @@ impl EmbeddedConfig {
             credentials_database_url: None,
             credentials: None,
             trust_forwarded_for: false,
+            graphiql: true,
             search: None,
             sample_data: true,
             product_component: None,
@@ -165,6 +168,7 @@ impl EmbeddedConfig {
         embedded.sweep_every = account.sweep_every;
         let gateway = &config.gateway;
         embedded.trust_forwarded_for = gateway.trust_forwarded_for;
+        embedded.graphiql = gateway.graphiql;
         embedded.service_timeout = gateway.service_timeout;
         embedded.graphql = GraphqlLimits {
             max_body_bytes: gateway.max_body_bytes,
@@ -291,6 +295,7 @@ impl Embedded {
         let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
         gateway_config.trust_forwarded_for = config.trust_forwarded_for;
+        gateway_config.graphiql = config.graphiql;
         gateway_config.limits = config.graphql;
         gateway_config.service_timeout = config.service_timeout;
         gateway_config.service_key = Some(service_key);

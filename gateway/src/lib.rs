@@ -1,13 +1,15 @@
 //! PolyScale's GraphQL gateway: the one public entry point.
 //!
 //! `POST /graphql` and `GET /graphql` follow the GraphQL-over-HTTP spec;
-//! a browser asking `GET /graphql` for HTML gets GraphiQL. Resolvers call
+//! a browser asking `GET /graphql` for HTML gets GraphiQL, served from the
+//! binary (`src/graphiql.rs`) unless switched off. Resolvers call
 //! the domain services over gRPC ([`clients`]). Every request runs under
 //! limits ([`limits`]) on body size, batch size, depth, complexity and
 //! aliases, and every error carries a stable `extensions.code` ([`errors`]).
 
 pub mod clients;
 pub mod errors;
+mod graphiql;
 mod http;
 pub mod limits;
 pub mod schema;
@@ -38,6 +40,9 @@ pub struct GatewayConfig {
     /// token with it, so that the services believe the client address it
     /// sends. Without it they use the gateway's own address.
     pub service_key: Option<polyscale_auth::ServiceKey>,
+    /// Serve GraphiQL to a browser asking `GET /graphql` for HTML (and its
+    /// files under `/graphiql/`).
+    pub graphiql: bool,
 }
 
 impl GatewayConfig {
@@ -52,6 +57,7 @@ impl GatewayConfig {
             limits: GraphqlLimits::default(),
             service_timeout: Duration::from_secs(10),
             service_key: None,
+            graphiql: true,
         }
     }
 }
@@ -78,8 +84,12 @@ impl Gateway {
             .transpose()
             .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
         let schema = schema::build(clients, &config.limits);
-        let http =
-            http::HttpConfig { limits: config.limits, verifier, trust_forwarded_for: config.trust_forwarded_for };
+        let http = http::HttpConfig {
+            limits: config.limits,
+            verifier,
+            trust_forwarded_for: config.trust_forwarded_for,
+            graphiql: config.graphiql,
+        };
         Ok(Self { router: http::router(schema, http) })
     }
 

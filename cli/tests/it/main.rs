@@ -9,6 +9,7 @@ mod binary;
 mod catalog;
 mod config;
 mod faults;
+mod graphiql;
 mod hot_swap;
 mod search;
 mod sql_isolation;

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::clients::Clients;
 use crate::errors::{self, Code, ErrorShape, api_error};
-use crate::limits::{AliasLimit, GraphqlLimits};
+use crate::limits::{AliasLimit, DepthLimit, GraphqlLimits};
 
 pub use money::{MinorUnits, Money, MoneyInput};
 
@@ -28,9 +28,9 @@ pub fn build(clients: Clients, limits: &GraphqlLimits) -> PolyScaleSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(clients)
         .data(*limits)
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(ErrorShape)
+        .extension(DepthLimit(limits.max_depth))
         .extension(AliasLimit(limits.max_aliases))
         .finish()
 }

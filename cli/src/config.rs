@@ -169,6 +169,10 @@ pub struct GatewaySection {
     pub trust_forwarded_for: Option<bool>,
     /// Answer introspection (`__schema`, `__type`).
     pub introspection: bool,
+    /// Serve GraphiQL to browsers at `/graphql` (from the binary, under a
+    /// strict Content-Security-Policy). Without `introspection` it is
+    /// still served but cannot load the schema.
+    pub graphiql: bool,
     /// Deadline of each call to the services.
     #[serde(with = "humantime_serde")]
     pub service_timeout: Duration,
@@ -332,6 +336,7 @@ impl Default for GatewaySection {
             trusted_proxy_hops: gateway.trusted_proxy_hops,
             trust_forwarded_for: None,
             introspection: gateway.introspection,
+            graphiql: gateway.graphiql,
             service_timeout: gateway.service_timeout,
             header_read_timeout: gateway.server.header_read_timeout,
             request_timeout: gateway.server.request_timeout,

@@ -62,6 +62,8 @@ pub struct EmbeddedConfig {
     pub http: ServerLimits,
     /// Whether the gateway answers introspection.
     pub introspection: bool,
+    /// Serve GraphiQL to browsers at `/graphql`.
+    pub graphiql: bool,
     /// The product search engine; defaults to Tantivy in `DATA_DIR/search`.
     pub search: Option<SearchEngineConfig>,
     /// Load the sample catalog into an empty system on first start.
@@ -103,6 +105,7 @@ impl EmbeddedConfig {
             rate_limits: RateLimits::default(),
             http: ServerLimits::default(),
             introspection: true,
+            graphiql: true,
             search: None,
             sample_data: true,
             product_component: None,
@@ -187,6 +190,7 @@ impl EmbeddedConfig {
             max_connections: gateway.max_connections,
         };
         embedded.introspection = gateway.introspection;
+        embedded.graphiql = gateway.graphiql;
         embedded.service_timeout = gateway.service_timeout;
         embedded.graphql = GraphqlLimits {
             max_body_bytes: gateway.max_body_bytes,
@@ -318,6 +322,7 @@ impl Embedded {
         let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
         gateway_config.trusted_proxy_hops = config.trusted_proxy_hops;
+        gateway_config.graphiql = config.graphiql;
         gateway_config.limits = config.graphql;
         gateway_config.rate_limits = config.rate_limits;
         gateway_config.server = config.http;

@@ -1,5 +1,6 @@
-//! HTTP in front of the schema: GraphQL over HTTP (GET and POST), GraphiQL,
-//! health, request ids and body limits.
+//! HTTP in front of the schema: GraphQL over HTTP (GET and POST), GraphiQL
+//! (unless switched off; `graphiql.rs`), health, request ids and body
+//! limits.
 //!
 //! Status codes follow the GraphQL-over-HTTP spec: with the
 //! `application/graphql-response+json` media type (the default), a request
@@ -15,7 +16,7 @@
 //! `RATE_LIMITED`; a request left with no data by them (every operation
 //! limited) is a 429 with `Retry-After`, whatever the media type.
 
-use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::http::MultipartOptions;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::Body;
@@ -23,12 +24,13 @@ use std::net::IpAddr;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 
 use polyscale_auth::{Claims, Verifier};
 
 use crate::errors::{Code, coded, finish_errors};
+use crate::graphiql;
 use crate::limits::GraphqlLimits;
 use crate::schema::{PolyScaleSchema, RequestContext};
 
@@ -39,6 +41,8 @@ pub struct HttpConfig {
     pub limits: GraphqlLimits,
     pub verifier: Option<Verifier>,
     pub trusted_proxy_hops: usize,
+    /// Serve GraphiQL to browsers.
+    pub graphiql: bool,
 }
 
 #[derive(Clone)]
@@ -47,10 +51,12 @@ struct AppState {
     limits: GraphqlLimits,
     verifier: Option<Verifier>,
     trusted_proxy_hops: usize,
+    graphiql: bool,
 }
 
 pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
-    Router::new()
+    let serve_graphiql = config.graphiql;
+    let router = Router::new()
         .route("/graphql", get(graphql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
@@ -59,7 +65,9 @@ pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
             limits: config.limits,
             verifier: config.verifier,
             trusted_proxy_hops: config.trusted_proxy_hops,
-        })
+            graphiql: serve_graphiql,
+        });
+    if serve_graphiql { router.merge(graphiql::routes()) } else { router }
 }
 
 /// The client's address. With no trusted proxy it is the TCP peer. Behind
@@ -150,12 +158,11 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
         }
     }
 
-    if is_get && request.uri().query().is_none_or(|q| !q.contains("query=")) {
+    if state.graphiql && is_get && request.uri().query().is_none_or(|q| !q.contains("query=")) {
         let accepts_html =
             headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
         if accepts_html {
-            return Html(GraphiQLSource::build().endpoint("/graphql").title("PolyScale GraphiQL").finish())
-                .into_response();
+            return graphiql::page();
         }
     }
 
@@ -335,6 +342,8 @@ fn json_response(status: StatusCode, content_type: &'static str, body: String, r
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // The page's `script-src 'self'` must not admit a response as a script.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, v);
     }

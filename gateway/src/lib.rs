@@ -1,7 +1,8 @@
 //! PolyScale's GraphQL gateway: the one public entry point.
 //!
 //! `POST /graphql` and `GET /graphql` follow the GraphQL-over-HTTP spec;
-//! a browser asking `GET /graphql` for HTML gets GraphiQL. Resolvers call
+//! a browser asking `GET /graphql` for HTML gets GraphiQL, served from the
+//! binary (`src/graphiql.rs`) unless switched off. Resolvers call
 //! the domain services over gRPC ([`clients`]). Every request runs under
 //! limits ([`limits`]) on body size, batch size, depth, complexity and
 //! aliases, and every error carries a stable `extensions.code` ([`errors`]).
@@ -11,6 +12,7 @@
 
 pub mod clients;
 pub mod errors;
+mod graphiql;
 mod http;
 pub mod limits;
 pub mod rate_limit;
@@ -55,6 +57,10 @@ pub struct GatewayConfig {
     /// token with it, so that the services believe the client address it
     /// sends. Without it they use the gateway's own address.
     pub service_key: Option<polyscale_auth::ServiceKey>,
+    /// Serve GraphiQL to a browser asking `GET /graphql` for HTML (and its
+    /// files under `/graphiql/`). Without `introspection` it is still
+    /// served but cannot load the schema.
+    pub graphiql: bool,
 }
 
 impl GatewayConfig {
@@ -72,6 +78,7 @@ impl GatewayConfig {
             introspection: true,
             service_timeout: Duration::from_secs(10),
             service_key: None,
+            graphiql: true,
         }
     }
 }
@@ -101,7 +108,12 @@ impl Gateway {
             .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
         let rate_limiters = rate_limit::RateLimiters::new(config.rate_limits);
         let schema = schema::build(clients, &config.limits, rate_limiters.clone(), config.introspection);
-        let http = http::HttpConfig { limits: config.limits, verifier, trusted_proxy_hops: config.trusted_proxy_hops };
+        let http = http::HttpConfig {
+            limits: config.limits,
+            verifier,
+            trusted_proxy_hops: config.trusted_proxy_hops,
+            graphiql: config.graphiql,
+        };
         Ok(Self { router: http::router(schema, http), rate_limiters, server: config.server })
     }
 

@@ -14,7 +14,7 @@ fn serve(dir: &std::path::Path) -> (std::process::Child, String, std::sync::mpsc
     serve_with(dir, &[])
 }
 
-fn serve_with(
+pub(crate) fn serve_with(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
@@ -55,7 +55,7 @@ fn serve_with(
     }
 }
 
-fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+pub(crate) fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     for _ in 0..300 {

@@ -10,6 +10,7 @@ mod catalog;
 mod config;
 mod edge;
 mod faults;
+mod graphiql;
 mod hot_swap;
 mod search;
 mod sql_isolation;

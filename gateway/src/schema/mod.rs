@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::clients::Clients;
 use crate::errors::{self, Code, ErrorShape, api_error};
-use crate::limits::{AliasLimit, GraphqlLimits, NoIntrospection};
+use crate::limits::{AliasLimit, DepthLimit, GraphqlLimits, NoIntrospection};
 use crate::rate_limit::RateLimiters;
 
 pub use money::{MinorUnits, Money, MoneyInput};
@@ -38,9 +38,9 @@ pub fn build(
         .data(clients)
         .data(*limits)
         .data(rate_limiters)
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(ErrorShape)
+        .extension(DepthLimit(limits.max_depth))
         .extension(AliasLimit(limits.max_aliases));
     if introspection { builder.finish() } else { builder.disable_introspection().extension(NoIntrospection).finish() }
 }

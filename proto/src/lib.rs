@@ -18,6 +18,12 @@ pub mod account {
     }
 }
 
+pub mod order {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.order.v1");
+    }
+}
+
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("polyscale.admin.v1");

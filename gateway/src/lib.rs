@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub product_endpoint: String,
     /// gRPC endpoint of the account service.
     pub account_endpoint: String,
+    /// gRPC endpoint of the order service (carts and orders).
+    pub order_endpoint: String,
     /// Public key (PEM) of the account service's token signer. Without it
     /// every bearer token is refused.
     pub token_public_key: Option<String>,
@@ -63,7 +65,8 @@ impl GatewayConfig {
         let endpoint = endpoint.into();
         Self {
             product_endpoint: endpoint.clone(),
-            account_endpoint: endpoint,
+            account_endpoint: endpoint.clone(),
+            order_endpoint: endpoint,
             token_public_key: None,
             trusted_proxy_hops: 0,
             limits: GraphqlLimits::default(),

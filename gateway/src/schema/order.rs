@@ -31,7 +31,8 @@ fn money(m: &Option<polyscale_proto::types::v1::Money>) -> Money {
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderStatus {
-    /// Placed; the stock is held until it is paid or cancelled.
+    /// Placed, not paid yet. Its stock is already taken; cancelling gives
+    /// it back.
     PendingPayment,
     Paid,
     /// Some lines (or units) shipped.
@@ -559,9 +560,9 @@ impl OrderMutation {
         cart_payload(clients.order.clone().clear_cart(clients.request(message, request)).await)
     }
 
-    /// Places the signed-in customer's cart as an order, holding its stock
-    /// (every line or none). Idempotent by `input.idempotencyKey`: see
-    /// `PlaceOrderInput`.
+    /// Places the signed-in customer's cart as an order, taking its stock
+    /// (every line or none) and emptying the cart. Idempotent by
+    /// `input.idempotencyKey`: see `PlaceOrderInput`.
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<OrderPayload> {
         let request = request_context(ctx)?;
         request.caller()?;

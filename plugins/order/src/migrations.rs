@@ -13,6 +13,8 @@
 //! - `idempotency_keys`: placement keys per customer, with the order id
 //!   the key fixed, the request fingerprint, a lease while in flight and
 //!   the stored outcome once done.
+//! - `owed_releases`: order ids of failed or abandoned placements whose
+//!   stock reservation must still be released (no order exists for them).
 
 use crate::bindings::exports::polyscale::commerce::migrations::{Guest, Migration};
 
@@ -90,6 +92,11 @@ impl Guest for crate::Component {
                     created_at_ms BIGINT NOT NULL,
                     locked_until_ms BIGINT NOT NULL,
                     PRIMARY KEY (customer_id, idem_key)
+                )"
+                .into(),
+                "CREATE TABLE owed_releases (
+                    order_id TEXT PRIMARY KEY,
+                    created_at_ms BIGINT NOT NULL
                 )"
                 .into(),
                 "CREATE INDEX idempotency_keys_lease_idx ON idempotency_keys (state, locked_until_ms)".into(),

@@ -42,16 +42,21 @@
 //! 5. `inventory.commit`.
 //! 6. One transaction: the order (`pending-payment`, payment `none`, stock
 //!    `committed`, the total of the snapshot), its lines, the placed lines
-//!    deleted from the cart, the key marked `done`.
+//!    deleted from the cart, the key marked `done`. If the placed lines are
+//!    no longer all in the cart (a concurrent placement under another key
+//!    took them: a double submit), nothing is written and the stock goes
+//!    back (`conflict`), so one cart never becomes two orders.
 //!
 //! Deterministic failures (empty cart, product gone, mixed currencies,
 //! bad default address, out of stock) are stored with the key and replayed
 //! identically. Transient ones (a sibling `unavailable`, a database error)
-//! free the key so a retry runs again: whatever was reserved is released
-//! first and the key row deleted; if even the release fails, the key is
-//! kept `in-flight` with its lease ended, so a retry takes it over with the
-//! same order id (reserve is idempotent) or the order upkeep releases the
-//! reservation and deletes the key.
+//! free the key so a retry runs again with a new order id: the key row is
+//! deleted and, if stock may be reserved, the order id recorded in
+//! `owed_releases` in the same fenced transaction; then the reservation is
+//! released and the record dropped. If the release fails, the held stock
+//! expires anyway and the order upkeep retries the release (which also
+//! covers a commit that succeeded but whose answer was lost). If even the
+//! key cannot be freed, it stays in flight until its lease ends.
 //!
 //! **Fencing:** every write of an owner to its key row is conditional on
 //! the lease value it set (`locked_until_ms`), and marking the key `done`
@@ -322,41 +327,75 @@ fn replay(order_id: &str, outcome: Option<FieldError>) -> Result<Order, DomainEr
     }
 }
 
-/// Gives up after a transient failure `e`, freeing the key for a retry:
-/// releases what may be reserved, then deletes the key row. If the release
-/// fails too, the key stays in flight with its lease ended, for a retry or
-/// the upkeep to finish.
-fn give_up(owned: &Owned, e: DomainError, reserved: bool, now_ms: i64) -> DomainError {
-    if (reserved || owned.taken_over)
-        && let Err(release_error) = inventory::release(&owned.order_id)
-    {
-        log::warn(&format!(
-            "placement of order {} failed ({e:?}) and its release failed too ({release_error:?}); \
-             the key stays for a retry or the upkeep",
-            owned.order_id
-        ));
-        if let Err(db) = sql::execute(
-            &format!("UPDATE idempotency_keys SET locked_until_ms = $5 WHERE {FENCE}"),
-            &owned.fenced([Value::from(now_ms)]),
-        ) {
-            log::warn(&format!("ending the lease of a failed placement failed: {db:?}"));
+/// Records, inside `tx`, that the reservation of `order_id` must be given
+/// back (see [`release_owed`]).
+pub fn owe_release(tx: &Transaction, order_id: &str, now_ms: i64) -> Result<(), DomainError> {
+    tx.execute(
+        "INSERT INTO owed_releases (order_id, created_at_ms) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING",
+        &params![order_id, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Releases a reservation recorded as owed and forgets it; false (logged)
+/// when the product service could not do it, for the upkeep to retry.
+pub fn release_owed(order_id: &str) -> bool {
+    match inventory::release(order_id) {
+        Ok(()) => {
+            if let Err(e) = sql::execute("DELETE FROM owed_releases WHERE order_id = $1", &params![order_id]) {
+                log::warn(&format!("forgetting the released reservation {order_id} failed: {e:?}"));
+            }
+            true
         }
-        return e;
+        Err(e) => {
+            log::warn(&format!("releasing the reservation of {order_id} failed ({e:?}); the upkeep retries"));
+            false
+        }
     }
-    if let Err(db) = sql::execute(&format!("DELETE FROM idempotency_keys WHERE {FENCE}"), &owned.fenced([])) {
-        log::warn(&format!("freeing the key of a failed placement failed: {db:?}"));
+}
+
+/// Deletes the key row if this call still owns it, recording its order id
+/// as owing a release when it may hold stock; whether it was ours.
+fn free_key(owned: &Owned, may_hold_stock: bool, now_ms: i64) -> Result<bool, DomainError> {
+    let tx = sql::begin()?;
+    if tx.execute(&format!("DELETE FROM idempotency_keys WHERE {FENCE}"), &owned.fenced([]))? == 0 {
+        return Ok(false);
+    }
+    if may_hold_stock {
+        owe_release(&tx, &owned.order_id, now_ms)?;
+    }
+    Transaction::commit(tx)?;
+    Ok(true)
+}
+
+/// Gives up after a transient failure `e`, freeing the key for a retry.
+///
+/// Stock is released only after the key row is gone under our fence: from
+/// then on nobody can write an order for this order id (a slow earlier
+/// owner's writes are fenced out, a retry claims a new id), so releasing
+/// cannot take stock from an order. If the key is no longer ours, nothing
+/// is touched: its new owner finishes the placement.
+fn give_up(owned: &Owned, e: DomainError, reserved: bool, now_ms: i64) -> DomainError {
+    let may_hold_stock = reserved || owned.taken_over;
+    match free_key(owned, may_hold_stock, now_ms) {
+        Ok(true) if may_hold_stock => {
+            release_owed(&owned.order_id);
+        }
+        Ok(_) => {}
+        // The key stays in flight: after its lease a retry takes it over
+        // (same order id, so no stock is taken twice) or the upkeep
+        // releases it.
+        Err(db) => log::warn(&format!("freeing the key of failed placement {} failed: {db:?}", owned.order_id)),
     }
     e
 }
 
-/// Finishes the key with a deterministic failure, stored for replays.
+/// Finishes the key with a deterministic failure, stored for replays. A
+/// key taken over may have a reservation from its earlier owner: it is
+/// recorded as owed in the same transaction and released.
 fn fail(owned: &Owned, error: FieldError, now_ms: i64) -> Result<Order, DomainError> {
-    if owned.taken_over
-        && let Err(e) = inventory::release(&owned.order_id)
-    {
-        return Err(give_up(owned, e, true, now_ms));
-    }
-    let finished = sql::execute(
+    let tx = sql::begin()?;
+    let finished = tx.execute(
         &format!(
             "UPDATE idempotency_keys SET state = 'done', outcome_code = $5, outcome_field = $6, outcome_message = $7 \
              WHERE {FENCE}"
@@ -365,6 +404,13 @@ fn fail(owned: &Owned, error: FieldError, now_ms: i64) -> Result<Order, DomainEr
     )?;
     if finished == 0 {
         return Err(key_in_use());
+    }
+    if owned.taken_over {
+        owe_release(&tx, &owned.order_id, now_ms)?;
+    }
+    Transaction::commit(tx)?;
+    if owned.taken_over {
+        release_owed(&owned.order_id);
     }
     Err(DomainError::Invalid(vec![error]))
 }
@@ -437,6 +483,8 @@ enum Written {
     Done,
     /// The key was taken over meanwhile; nothing was written.
     LostKey,
+    /// The placed lines were no longer in the cart; nothing was written.
+    CartChanged,
 }
 
 fn write_order(
@@ -490,10 +538,15 @@ fn write_order(
     }
     let mut placed: Vec<Value> = vec![Value::from(cart_id)];
     placed.extend(lines.iter().map(|l| Value::from(&l.product_id)));
-    tx.execute(
+    let removed = tx.execute(
         &format!("DELETE FROM cart_lines WHERE cart_id = $1 AND product_id IN ({})", sql::placeholders(2, lines.len())),
         &placed,
     )?;
+    if removed != lines.len() as u64 {
+        // Another placement (under another key) consumed these lines, or
+        // they were removed meanwhile: this order no longer is the cart.
+        return Ok(Written::CartChanged);
+    }
     tx.execute("UPDATE carts SET updated_at_ms = $2 WHERE id = $1", &params![cart_id, now_ms])?;
     let finished = tx.execute(
         &format!(
@@ -609,6 +662,10 @@ pub fn place_order(input: PlaceOrderInput) -> Result<Order, DomainError> {
     match write_order(&owned, &cart_id, &snapshots, &currency, total, address.as_ref(), now_ms) {
         Ok(Written::Done) => replay(&owned.order_id, None),
         Ok(Written::LostKey) => Err(key_in_use()),
+        Ok(Written::CartChanged) => {
+            let e = DomainError::Conflict("the cart changed while the order was being placed; retry".into());
+            Err(give_up(&owned, e, true, now_ms))
+        }
         Err(e) => Err(give_up(&owned, e, true, now_ms)),
     }
 }

@@ -1,7 +1,8 @@
 //! `order-upkeep.run`: the host calls it periodically (no caller) to
 //! finish what a crash or an unreachable product service left half done.
 //!
-//! Each step handles at most `limit` items and counts what it finished:
+//! Each step handles at most `limit` items; the answer counts what steps
+//! 1, 2 and 4 finished:
 //! 1. Orders whose stock is still `reserved` (not cancelled): commit the
 //!    reservation. Placement commits before writing the order, so this
 //!    only finds orders written by another path or version; it is kept so
@@ -11,22 +12,24 @@
 //! 2. Cancelled orders whose stock was not given back (the release at
 //!    cancellation failed): release it, then `stock_state = released`.
 //! 3. Abandoned placements: keys still `in-flight` after their lease ended
-//!    (the placement crashed, or failed and could not release). The key is
-//!    claimed with a conditional update on its lease (so a retry taking it
-//!    over at the same moment wins or loses cleanly), its order id's
-//!    reservation released, and the key deleted, so a retry starts anew.
-//!    No order exists for such a key: marking a key `done` and writing its
-//!    order are one transaction.
-//! 4. Finished keys older than `keep-keys-ms` are deleted. (In-flight ones
-//!    are never deleted by age: step 3 releases their stock first.)
+//!    (the placement crashed, or could not even free its key). Each is
+//!    deleted by a conditional delete on the lease read (a retry taking
+//!    it over at the same moment keeps it), and its order id recorded in
+//!    `owed_releases`, in one transaction. No order exists for such a key:
+//!    marking a key `done` and writing its order are one transaction, and
+//!    every owner write is fenced by the lease.
+//! 4. Owed releases (failed placements whose release failed, abandoned
+//!    ones): `inventory.release`, then the record is dropped.
+//! 5. Finished keys older than `keep-keys-ms` are deleted. (In-flight ones
+//!    are never deleted by age: step 3 frees them and their stock.)
 
 use polyscale_guest::bindings::types::DomainError;
-use polyscale_guest::sql::{self, RowsExt};
+use polyscale_guest::sql::{self, RowsExt, Transaction};
 use polyscale_guest::{Invalid, call_context, log, params};
 
 use crate::bindings::polyscale::commerce::inventory;
 use crate::lifecycle;
-use crate::placement::LEASE_MS;
+use crate::placement;
 use crate::status::stock;
 
 /// Most items one step handles per call.
@@ -82,8 +85,8 @@ fn release_cancelled(limit: i64) -> Result<u32, DomainError> {
     Ok(finished)
 }
 
-/// Step 3: release and forget placements abandoned in flight.
-fn release_abandoned(limit: i64) -> Result<u32, DomainError> {
+/// Step 3: placements abandoned in flight give up their keys.
+fn free_abandoned(limit: i64) -> Result<(), DomainError> {
     let now_ms = call_context().now_ms;
     let abandoned = sql::query(
         "SELECT customer_id, idem_key, order_id, locked_until_ms FROM idempotency_keys \
@@ -91,31 +94,29 @@ fn release_abandoned(limit: i64) -> Result<u32, DomainError> {
         &params![now_ms, limit],
     )?
     .map_rows(|r| Ok((r.text("customer_id")?, r.text("idem_key")?, r.text("order_id")?, r.int("locked_until_ms")?)))?;
-    let mut finished = 0;
-    for (customer_id, key, order_id, old_lease) in abandoned {
-        let lease = now_ms + LEASE_MS;
-        let claimed = sql::execute(
-            "UPDATE idempotency_keys SET locked_until_ms = $5 \
-             WHERE customer_id = $1 AND idem_key = $2 AND order_id = $3 AND state = 'in-flight' \
-             AND locked_until_ms = $4",
-            &params![&customer_id, &key, &order_id, old_lease, lease],
+    for (customer_id, key, order_id, lease) in abandoned {
+        // Conditional on the lease read: a retry that took the key over
+        // meanwhile keeps it.
+        let tx = sql::begin()?;
+        let freed = tx.execute(
+            "DELETE FROM idempotency_keys WHERE customer_id = $1 AND idem_key = $2 AND order_id = $3 \
+             AND state = 'in-flight' AND locked_until_ms = $4",
+            &params![&customer_id, &key, &order_id, lease],
         )?;
-        if claimed == 0 {
-            continue; // a retry took it over, or it finished
-        }
-        match inventory::release(&order_id) {
-            Ok(()) => {
-                sql::execute(
-                    "DELETE FROM idempotency_keys WHERE customer_id = $1 AND idem_key = $2 AND order_id = $3 \
-                     AND state = 'in-flight' AND locked_until_ms = $4",
-                    &params![&customer_id, &key, &order_id, lease],
-                )?;
-                finished += 1;
-            }
-            Err(e) => log::warn(&format!("releasing the stock of abandoned placement {order_id} failed: {e:?}")),
+        if freed == 1 {
+            placement::owe_release(&tx, &order_id, now_ms)?;
+            Transaction::commit(tx)?;
         }
     }
-    Ok(finished)
+    Ok(())
+}
+
+/// Step 4: release the reservations owed by failed or abandoned placements.
+fn release_owed(limit: i64) -> Result<u32, DomainError> {
+    let owed =
+        sql::query("SELECT order_id FROM owed_releases ORDER BY created_at_ms, order_id LIMIT $1", &params![limit])?
+            .map_rows(|r| r.text("order_id"))?;
+    Ok(owed.iter().filter(|order_id| placement::release_owed(order_id)).count() as u32)
 }
 
 pub fn run(keep_keys_ms: i64, limit: u32) -> Result<u32, DomainError> {
@@ -128,7 +129,8 @@ pub fn run(keep_keys_ms: i64, limit: u32) -> Result<u32, DomainError> {
     if limit > 0 {
         finished += commit_reserved(limit)?;
         finished += release_cancelled(limit)?;
-        finished += release_abandoned(limit)?;
+        free_abandoned(limit)?;
+        finished += release_owed(limit)?;
     }
     sql::execute(
         "DELETE FROM idempotency_keys WHERE state = 'done' AND created_at_ms < $1",

@@ -7,4 +7,5 @@ pub mod context;
 pub mod credentials;
 pub mod logging;
 pub mod search;
+pub mod siblings;
 pub mod sql;

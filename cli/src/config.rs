@@ -41,6 +41,7 @@ pub struct Config {
     pub sql: SqlSection,
     pub product: ProductSection,
     pub account: AccountSection,
+    pub order: OrderSection,
     pub gateway: GatewaySection,
     pub admin: AdminSection,
 }
@@ -108,12 +109,51 @@ pub struct SqlSection {
     pub acquire_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProductSection {
     /// Default `sqlite://DATA_DIR/product.db`.
     pub database_url: Option<String>,
     pub search: SearchSection,
+    /// How often stock reservations past their expiry (placements that
+    /// crashed) are released.
+    #[serde(with = "humantime_serde")]
+    pub reservation_sweep_interval: Duration,
+}
+
+impl Default for ProductSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            search: SearchSection::default(),
+            reservation_sweep_interval: polyscale_host::server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderSection {
+    /// Default `sqlite://DATA_DIR/order.db`.
+    pub database_url: Option<String>,
+    /// How often half-done placements are finished and idempotency keys
+    /// older than 24 hours forgotten.
+    #[serde(with = "humantime_serde")]
+    pub upkeep_interval: Duration,
+    /// The longest a placement's stock reservation holds if the placement
+    /// never finishes (a crash); then the stock returns.
+    #[serde(with = "humantime_serde")]
+    pub reservation_hold: Duration,
+}
+
+impl Default for OrderSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            upkeep_interval: polyscale_host::server::DEFAULT_ORDER_UPKEEP_INTERVAL,
+            reservation_hold: polyscale_host::server::DEFAULT_RESERVATION_HOLD,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +298,7 @@ impl Default for Config {
             sql: SqlSection::default(),
             product: ProductSection::default(),
             account: AccountSection::default(),
+            order: OrderSection::default(),
             gateway: GatewaySection::default(),
             admin: AdminSection::default(),
         }
@@ -480,6 +521,7 @@ impl Config {
             ("product.database_url", &self.product.database_url),
             ("account.database_url", &self.account.database_url),
             ("account.credentials_database_url", &self.account.credentials_database_url),
+            ("order.database_url", &self.order.database_url),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
@@ -516,6 +558,7 @@ impl Config {
         redact(&mut shown.product.database_url);
         redact(&mut shown.account.database_url);
         redact(&mut shown.account.credentials_database_url);
+        redact(&mut shown.order.database_url);
         redact(&mut shown.product.search.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }

@@ -15,12 +15,13 @@ use std::time::Duration;
 use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits, RateLimits, ServerLimits};
 use polyscale_host::admin_plane::{AdminListenError, AdminListener, OperatorToken};
 use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
+use polyscale_host::capabilities::siblings::SiblingEndpoints;
 use polyscale_host::components;
 use polyscale_host::database::{ConnectOptions, SqlLimits};
 use polyscale_host::runtime::{CallLimits, RuntimeConfig};
 use polyscale_host::server::{
-    self, AccountServiceConfig, HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost,
-    StartError,
+    self, AccountServiceConfig, HostConfig, OrderServiceConfig, ProductServiceConfig, SearchEngineConfig,
+    ServiceConfig, ServiceHost, StartError,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,20 @@ pub struct EmbeddedConfig {
     pub account_database_url: Option<String>,
     /// The credentials store; defaults to `sqlite://DATA_DIR/credentials.db`.
     pub credentials_database_url: Option<String>,
+    /// The order database; defaults to `sqlite://DATA_DIR/order.db`.
+    pub order_database_url: Option<String>,
+    /// How often expired stock reservations are released.
+    pub reservation_sweep_interval: Duration,
+    /// How often the order upkeep runs.
+    pub order_upkeep_interval: Duration,
+    /// The longest a placement's stock reservation holds.
+    pub reservation_hold: Duration,
+    /// Where the order service finds its siblings; default this process's
+    /// gRPC port (tests put a faulty network in between).
+    pub order_siblings: Option<SiblingEndpoints>,
+    /// Where the gateway finds the services; default this process's gRPC
+    /// port (tests count the calls in between).
+    pub gateway_services: Option<String>,
     /// Tune the credentials capability (tests shorten throttling, say).
     pub credentials: Option<TuneCredentials>,
     /// Reverse proxies in front of the gateway that append to
@@ -98,6 +113,12 @@ impl EmbeddedConfig {
             product_database_url: None,
             account_database_url: None,
             credentials_database_url: None,
+            order_database_url: None,
+            reservation_sweep_interval: server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
+            order_upkeep_interval: server::DEFAULT_ORDER_UPKEEP_INTERVAL,
+            reservation_hold: server::DEFAULT_RESERVATION_HOLD,
+            order_siblings: None,
+            gateway_services: None,
             credentials: None,
             trusted_proxy_hops: 0,
             rate_limits: RateLimits::default(),
@@ -161,6 +182,10 @@ impl EmbeddedConfig {
             ..ConnectOptions::default()
         };
         embedded.product_database_url = config.product.database_url.clone();
+        embedded.reservation_sweep_interval = config.product.reservation_sweep_interval;
+        embedded.order_database_url = config.order.database_url.clone();
+        embedded.order_upkeep_interval = config.order.upkeep_interval;
+        embedded.reservation_hold = config.order.reservation_hold;
         let search = &config.product.search;
         embedded.search = Some(match config.search_engine() {
             SearchEngine::Elasticsearch => SearchEngineConfig::Elasticsearch {
@@ -296,6 +321,7 @@ impl Embedded {
                 .search
                 .clone()
                 .unwrap_or_else(|| SearchEngineConfig::Tantivy { dir: config.data_dir.join("search") }),
+            reservation_sweep_interval: config.reservation_sweep_interval,
         });
         host_config.account = Some(AccountServiceConfig {
             service: ServiceConfig {
@@ -308,14 +334,30 @@ impl Embedded {
                 .unwrap_or_else(|| sqlite("credentials.db")),
             credentials,
         });
+        // The order service calls its siblings in this process, over the
+        // same loopback gRPC port the gateway uses.
+        host_config.order = Some(OrderServiceConfig {
+            service: ServiceConfig {
+                database_url: config.order_database_url.clone().unwrap_or_else(|| sqlite("order.db")),
+                component: components::ORDER.into(),
+            },
+            siblings: config.order_siblings.clone().unwrap_or_else(|| SiblingEndpoints {
+                product: format!("http://{grpc_addr}"),
+                account: format!("http://{grpc_addr}"),
+            }),
+            upkeep_interval: config.order_upkeep_interval,
+            reservation_hold: config.reservation_hold,
+        });
         // The gateway and the services share a secret for this process's
         // life: the services believe the client addresses the gateway
-        // vouches for, and no one else's.
+        // vouches for, and no one else's; the order service proves itself
+        // to the product service's inventory with it.
         let service_key = polyscale_auth::ServiceKey::generate();
         host_config.gateway_key = Some(service_key.clone());
         let host = ServiceHost::build(host_config).await?;
 
-        let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
+        let mut gateway_config =
+            GatewayConfig::new(config.gateway_services.clone().unwrap_or_else(|| format!("http://{grpc_addr}")));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
         gateway_config.trusted_proxy_hops = config.trusted_proxy_hops;
         gateway_config.limits = config.graphql;

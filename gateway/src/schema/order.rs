@@ -406,6 +406,15 @@ impl OrderQuery {
             .await
             .map_err(|s| errors::top_level(&s))?
             .into_inner();
+        let look = ctx.look_ahead();
+        if look.field("edges").field("node").field("lines").field("product").exists()
+            || look.field("nodes").field("lines").field("product").exists()
+        {
+            // Every line's product of the page in one batch, before the
+            // lines resolve one by one (they then hit the request's cache).
+            let ids = response.edges.iter().filter_map(|e| e.node.as_ref()).flat_map(|o| &o.lines);
+            loader::prefetch(ctx, ids.map(|l| l.product_id.clone())).await?;
+        }
         Ok(OrderConnection::new(response, has_previous_page))
     }
 }

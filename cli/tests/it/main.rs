@@ -11,5 +11,6 @@ mod config;
 mod edge;
 mod faults;
 mod hot_swap;
+mod orders;
 mod search;
 mod sql_isolation;

@@ -14,11 +14,15 @@
 //!   committed before the order is written.
 //! - [`views`]: who sees which orders, and which of their lines.
 //! - [`lifecycle`]: cancel, fulfil, deliver, by one transition table.
+//! - [`payments`]: authorize, capture, refund, void, manual payments and
+//!   verified provider events; the order's payment status follows them.
+//!   Providers are the host's `payments` import (keys stay in the host).
 //! - [`upkeep`]: finishing what crashed halfway, forgetting old keys.
 
 mod cart;
 mod lifecycle;
 mod migrations;
+mod payments;
 mod placement;
 mod status;
 mod support;
@@ -37,13 +41,15 @@ mod bindings {
             "polyscale:commerce/catalog@0.1.0": generate,
             "polyscale:commerce/inventory@0.1.0": generate,
             "polyscale:commerce/customers@0.1.0": generate,
+            "polyscale:commerce/payments@0.1.0": generate,
         },
     });
 }
 
-use bindings::exports::polyscale::commerce::{order_upkeep, orders};
+use bindings::exports::polyscale::commerce::{order_payments, order_upkeep, orders};
+use order_payments::{Payment, PaymentAnswer, PaymentEvent};
 use orders::{CartAnswer, CartRef, FulfillmentLine, Order, OrderFilter, OrderPage, PlaceOrderInput};
-use polyscale_guest::{DomainError, PageRequest};
+use polyscale_guest::{DomainError, Money, PageRequest};
 
 struct Component;
 
@@ -90,6 +96,36 @@ impl orders::Guest for Component {
 
     fn mark_delivered(id: String) -> Result<Order, DomainError> {
         lifecycle::mark_delivered(id)
+    }
+}
+
+impl order_payments::Guest for Component {
+    fn authorize_payment(order_id: String, provider: String, source: String) -> Result<PaymentAnswer, DomainError> {
+        payments::authorize_payment(order_id, provider, source)
+    }
+
+    fn capture_payment(payment_id: String, amount: Option<Money>) -> Result<PaymentAnswer, DomainError> {
+        payments::capture_payment(payment_id, amount)
+    }
+
+    fn refund_payment(payment_id: String, amount: Option<Money>) -> Result<PaymentAnswer, DomainError> {
+        payments::refund_payment(payment_id, amount)
+    }
+
+    fn void_payment(payment_id: String) -> Result<PaymentAnswer, DomainError> {
+        payments::void_payment(payment_id)
+    }
+
+    fn record_manual_payment(order_id: String, amount: Money, reference: String) -> Result<PaymentAnswer, DomainError> {
+        payments::record_manual_payment(order_id, amount, reference)
+    }
+
+    fn list_payments(order_id: String) -> Result<Vec<Payment>, DomainError> {
+        payments::list_payments(order_id)
+    }
+
+    fn apply_payment_event(event: PaymentEvent) -> Result<bool, DomainError> {
+        payments::apply_payment_event(event)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The order lifecycle: `cancel-order`, `fulfill-order`, `mark-delivered`.
 //!
 //! ```text
-//! pending-payment ──(payment, later)──▶ paid ──fulfil──▶ partially-fulfilled ──▶ fulfilled ──▶ delivered
+//! pending-payment ──(payments)──▶ paid ──fulfil──▶ partially-fulfilled ──▶ fulfilled ──▶ delivered
 //!       │                                │
 //!       └──cancel (customer, admin)──▶ cancelled ◀──cancel (admin)
 //! ```
@@ -9,8 +9,9 @@
 //! [`TRANSITIONS`] is the whole table. Every refusal by it is `invalid` on
 //! field `id` with code `INVALID_TRANSITION` ("cannot <action> an order
 //! that is <status>"), except fulfilling an order that is not paid yet:
-//! `ORDER_NOT_PAID`. Nothing sets `paid` yet (payments come later); the
-//! status column is plain text and takes any status of the WIT enum.
+//! `ORDER_NOT_PAID`. Payments ([`crate::payments`]) move an order to `paid`
+//! and to `partially-refunded` / `refunded`; the status column is plain
+//! text and takes any status of the WIT enum.
 //!
 //! Who may act (checked before the table; callers who may not even see
 //! the order get `not-found`, callers who see it but may not act

@@ -42,8 +42,29 @@ pub struct Config {
     pub product: ProductSection,
     pub account: AccountSection,
     pub order: OrderSection,
+    pub payments: PaymentsSection,
     pub gateway: GatewaySection,
     pub admin: AdminSection,
+}
+
+/// Payment providers. `manual` is always on; the others are configured
+/// here, and their secrets stay in the order service's host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsSection {
+    pub test: TestPaymentsSection,
+}
+
+/// The `test` provider: deterministic outcomes by test card number. It
+/// takes no money, so it is off unless enabled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestPaymentsSection {
+    pub enabled: bool,
+    /// Its webhook signing secret (at least 16 characters). Default
+    /// `DATA_DIR/keys/payments-test-webhook-secret`, generated on first
+    /// start (mode 0600).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -299,6 +320,7 @@ impl Default for Config {
             product: ProductSection::default(),
             account: AccountSection::default(),
             order: OrderSection::default(),
+            payments: PaymentsSection::default(),
             gateway: GatewaySection::default(),
             admin: AdminSection::default(),
         }

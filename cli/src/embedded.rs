@@ -15,6 +15,7 @@ use std::time::Duration;
 use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits, RateLimits, ServerLimits};
 use polyscale_host::admin_plane::{AdminListenError, AdminListener, OperatorToken};
 use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
+use polyscale_host::capabilities::payments::{PaymentsConfig, WebhookSecret};
 use polyscale_host::capabilities::siblings::SiblingEndpoints;
 use polyscale_host::components;
 use polyscale_host::database::{ConnectOptions, SqlLimits};
@@ -29,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{Admin, AdminAddress};
 use crate::config::{Config, SearchEngine};
 use crate::{sample, telemetry};
+
+/// The test provider's webhook secret, under `DATA_DIR/keys`, when no file
+/// is configured.
+pub const TEST_WEBHOOK_SECRET_FILE: &str = "payments-test-webhook-secret";
 
 /// Adjusts the credentials configuration before the system starts.
 pub type TuneCredentials = Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>;
@@ -60,6 +65,11 @@ pub struct EmbeddedConfig {
     pub order_upkeep_interval: Duration,
     /// The longest a placement's stock reservation holds.
     pub reservation_hold: Duration,
+    /// Run the `test` payment provider.
+    pub test_payments: bool,
+    /// Its webhook signing secret; default
+    /// `DATA_DIR/keys/payments-test-webhook-secret`, created on first start.
+    pub test_payments_webhook_secret_file: Option<PathBuf>,
     /// Where the order service finds its siblings; default this process's
     /// gRPC port (tests put a faulty network in between).
     pub order_siblings: Option<SiblingEndpoints>,
@@ -117,6 +127,8 @@ impl EmbeddedConfig {
             reservation_sweep_interval: server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
             order_upkeep_interval: server::DEFAULT_ORDER_UPKEEP_INTERVAL,
             reservation_hold: server::DEFAULT_RESERVATION_HOLD,
+            test_payments: false,
+            test_payments_webhook_secret_file: None,
             order_siblings: None,
             gateway_services: None,
             credentials: None,
@@ -186,6 +198,8 @@ impl EmbeddedConfig {
         embedded.order_database_url = config.order.database_url.clone();
         embedded.order_upkeep_interval = config.order.upkeep_interval;
         embedded.reservation_hold = config.order.reservation_hold;
+        embedded.test_payments = config.payments.test.enabled;
+        embedded.test_payments_webhook_secret_file = config.payments.test.webhook_secret_file.clone();
         let search = &config.product.search;
         embedded.search = Some(match config.search_engine() {
             SearchEngine::Elasticsearch => SearchEngineConfig::Elasticsearch {
@@ -243,6 +257,8 @@ pub enum EmbeddedError {
     Admin(#[from] AdminListenError),
     #[error("admin plane: {0}")]
     AdminAddress(String),
+    #[error("payments: {0}")]
+    Payments(String),
 }
 
 /// A built, not yet serving, embedded system.
@@ -334,6 +350,17 @@ impl Embedded {
                 .unwrap_or_else(|| sqlite("credentials.db")),
             credentials,
         });
+        // Payment provider secrets: read (or created) here and handed to
+        // the order service's host only.
+        let mut payments = PaymentsConfig::default();
+        if config.test_payments {
+            let secret = match &config.test_payments_webhook_secret_file {
+                Some(file) => WebhookSecret::from_file(file),
+                None => WebhookSecret::load_or_create(&config.data_dir.join("keys").join(TEST_WEBHOOK_SECRET_FILE)),
+            }
+            .map_err(EmbeddedError::Payments)?;
+            payments.test_webhook_secret = Some(secret);
+        }
         // The order service calls its siblings in this process, over the
         // same loopback gRPC port the gateway uses.
         host_config.order = Some(OrderServiceConfig {
@@ -347,6 +374,7 @@ impl Embedded {
             }),
             upkeep_interval: config.order_upkeep_interval,
             reservation_hold: config.reservation_hold,
+            payments,
         });
         // The gateway and the services share a secret for this process's
         // life: the services believe the client addresses the gateway

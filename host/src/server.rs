@@ -113,6 +113,8 @@ pub struct OrderServiceConfig {
     /// The longest a placement's stock reservation holds before it expires
     /// (if the placement never finishes).
     pub reservation_hold: std::time::Duration,
+    /// The payment providers and their secrets (`manual` always).
+    pub payments: crate::capabilities::payments::PaymentsConfig,
 }
 
 /// Default [`OrderServiceConfig::reservation_hold`].

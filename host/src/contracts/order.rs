@@ -4,6 +4,7 @@ use polyscale_proto::account::v1 as account_pb;
 use polyscale_proto::order::v1 as pb;
 use polyscale_proto::types::v1 as types_pb;
 
+use crate::bindings::order::exports::polyscale::commerce::order_payments as wit_pay;
 use crate::bindings::order::exports::polyscale::commerce::orders as wit;
 use crate::bindings::order::polyscale::commerce::customers::PostalAddress;
 use crate::bindings::types::Money;
@@ -165,6 +166,66 @@ pub fn order_filter(status: Option<i32>, view: i32) -> wit::OrderFilter {
 
 pub fn fulfillment(lines: Vec<pb::FulfillmentLine>) -> Vec<wit::FulfillmentLine> {
     lines.into_iter().map(|l| wit::FulfillmentLine { line_id: l.line_id, quantity: l.quantity }).collect()
+}
+
+pub fn money_in(m: types_pb::Money) -> Money {
+    Money { amount: m.amount, currency: m.currency }
+}
+
+pub fn payment_state_out(s: wit_pay::PaymentState) -> pb::PaymentState {
+    use wit_pay::PaymentState as S;
+    match s {
+        S::Authorizing => pb::PaymentState::Authorizing,
+        S::RequiresAction => pb::PaymentState::RequiresAction,
+        S::Authorized => pb::PaymentState::Authorized,
+        S::PartiallyCaptured => pb::PaymentState::PartiallyCaptured,
+        S::Captured => pb::PaymentState::Captured,
+        S::PartiallyRefunded => pb::PaymentState::PartiallyRefunded,
+        S::Refunded => pb::PaymentState::Refunded,
+        S::Voided => pb::PaymentState::Voided,
+        S::Failed => pb::PaymentState::Failed,
+    }
+}
+
+impl From<wit_pay::Payment> for pb::Payment {
+    fn from(p: wit_pay::Payment) -> Self {
+        pb::Payment {
+            id: p.id,
+            order_id: p.order_id,
+            provider: p.provider,
+            reference: p.reference,
+            state: payment_state_out(p.state) as i32,
+            authorized: money(p.authorized),
+            captured: money(p.captured),
+            refunded: money(p.refunded),
+            next_step: p.next_step,
+            created_at_ms: p.created_at_ms,
+            updated_at_ms: p.updated_at_ms,
+        }
+    }
+}
+
+impl From<wit_pay::PaymentAnswer> for pb::PaymentAnswer {
+    fn from(a: wit_pay::PaymentAnswer) -> Self {
+        pb::PaymentAnswer { payment: Some(a.payment.into()), order: Some(a.order.into()) }
+    }
+}
+
+/// A verified provider event, as the component takes it.
+pub fn payment_event(provider: &str, e: crate::capabilities::payments::PaymentEvent) -> wit_pay::PaymentEvent {
+    use crate::capabilities::payments::EventKind;
+    wit_pay::PaymentEvent {
+        provider: provider.to_string(),
+        event_id: e.event_id,
+        kind: match e.kind {
+            EventKind::Authorized => wit_pay::PaymentEventKind::Authorized,
+            EventKind::Captured => wit_pay::PaymentEventKind::Captured,
+            EventKind::Failed => wit_pay::PaymentEventKind::Failed,
+            EventKind::Refunded => wit_pay::PaymentEventKind::Refunded,
+        },
+        reference: e.reference,
+        amount: e.amount.map(|a| Money { amount: a.minor, currency: a.currency }),
+    }
 }
 
 #[cfg(test)]

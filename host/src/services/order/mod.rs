@@ -12,9 +12,11 @@ use tonic::{Request, Response, Status};
 
 use super::module::{Planes, ServiceModule};
 use super::{Authenticator, call_domain, respond};
+use crate::bindings::order::exports::polyscale::commerce::order_payments as wit_pay;
 use crate::bindings::order::exports::polyscale::commerce::orders as wit;
 use crate::bindings::types::DomainError;
 use crate::call::CallInfo;
+use crate::capabilities::payments::{PaymentProviders, WebhookError, webhook};
 use crate::capabilities::siblings::Siblings;
 use crate::contracts::order as contract;
 use crate::registry::{Served, ServiceSlot};
@@ -35,6 +37,8 @@ const KEY_IN_USE_BACKOFF: Duration = Duration::from_millis(25);
 pub struct OrderApi {
     slot: Arc<OrderSlot>,
     auth: Authenticator,
+    /// Verifies payment webhooks before the component sees them.
+    payments: Arc<PaymentProviders>,
 }
 
 fn key_in_use(e: &DomainError) -> bool {
@@ -42,8 +46,21 @@ fn key_in_use(e: &DomainError) -> bool {
 }
 
 impl OrderApi {
-    pub fn new(slot: Arc<OrderSlot>, auth: Authenticator) -> Self {
-        Self { slot, auth }
+    pub fn new(slot: Arc<OrderSlot>, auth: Authenticator, payments: Arc<PaymentProviders>) -> Self {
+        Self { slot, auth, payments }
+    }
+
+    /// Calls one `order-payments` export and maps both kinds of failure.
+    async fn invoke_payments<Req, T, F>(&self, request: &Request<Req>, f: F) -> Result<Served<T>, Status>
+    where
+        F: for<'a> FnOnce(
+            &'a wit_pay::Guest,
+            &'a mut WorldStore<OrderWorld>,
+        ) -> BoxFuture<'a, wasmtime::Result<Result<T, DomainError>>>,
+    {
+        let (info, timeout) = self.auth.call_info(request).await?;
+        call_domain(&self.slot, info, timeout, |exports, store| f(exports.polyscale_commerce_order_payments(), store))
+            .await
     }
 
     /// Calls one `orders` export and maps both kinds of failure.
@@ -89,6 +106,10 @@ impl OrderApi {
 }
 
 fn order_response(served: Served<wit::Order>) -> Response<pb::Order> {
+    respond(served.value.into(), &served.version)
+}
+
+fn payment_response(served: Served<wit_pay::PaymentAnswer>) -> Response<pb::PaymentAnswer> {
     respond(served.value.into(), &served.version)
 }
 
@@ -188,6 +209,122 @@ impl OrderService for OrderApi {
         let served = self.invoke(&request, |o, s| Box::pin(async move { o.call_mark_delivered(s, &id).await })).await?;
         Ok(order_response(served))
     }
+
+    async fn authorize_payment(
+        &self,
+        request: Request<pb::AuthorizePaymentRequest>,
+    ) -> Result<Response<pb::PaymentAnswer>, Status> {
+        let pb::AuthorizePaymentRequest { order_id, provider, source } = request.get_ref().clone();
+        let served = self
+            .invoke_payments(&request, |p, s| {
+                Box::pin(async move { p.call_authorize_payment(s, &order_id, &provider, &source).await })
+            })
+            .await?;
+        Ok(payment_response(served))
+    }
+
+    async fn capture_payment(
+        &self,
+        request: Request<pb::CapturePaymentRequest>,
+    ) -> Result<Response<pb::PaymentAnswer>, Status> {
+        let id = request.get_ref().payment_id.clone();
+        let amount = request.get_ref().amount.clone().map(contract::money_in);
+        let served = self
+            .invoke_payments(&request, |p, s| {
+                Box::pin(async move { p.call_capture_payment(s, &id, amount.as_ref()).await })
+            })
+            .await?;
+        Ok(payment_response(served))
+    }
+
+    async fn refund_payment(
+        &self,
+        request: Request<pb::RefundPaymentRequest>,
+    ) -> Result<Response<pb::PaymentAnswer>, Status> {
+        let id = request.get_ref().payment_id.clone();
+        let amount = request.get_ref().amount.clone().map(contract::money_in);
+        let served = self
+            .invoke_payments(&request, |p, s| {
+                Box::pin(async move { p.call_refund_payment(s, &id, amount.as_ref()).await })
+            })
+            .await?;
+        Ok(payment_response(served))
+    }
+
+    async fn void_payment(
+        &self,
+        request: Request<pb::VoidPaymentRequest>,
+    ) -> Result<Response<pb::PaymentAnswer>, Status> {
+        let id = request.get_ref().payment_id.clone();
+        let served =
+            self.invoke_payments(&request, |p, s| Box::pin(async move { p.call_void_payment(s, &id).await })).await?;
+        Ok(payment_response(served))
+    }
+
+    async fn record_manual_payment(
+        &self,
+        request: Request<pb::RecordManualPaymentRequest>,
+    ) -> Result<Response<pb::PaymentAnswer>, Status> {
+        let pb::RecordManualPaymentRequest { order_id, amount, reference } = request.get_ref().clone();
+        let amount = contract::money_in(amount.unwrap_or_default());
+        let served = self
+            .invoke_payments(&request, |p, s| {
+                Box::pin(async move { p.call_record_manual_payment(s, &order_id, &amount, &reference).await })
+            })
+            .await?;
+        Ok(payment_response(served))
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let id = request.get_ref().order_id.clone();
+        let served =
+            self.invoke_payments(&request, |p, s| Box::pin(async move { p.call_list_payments(s, &id).await })).await?;
+        let payments = served.value.into_iter().map(pb::Payment::from).collect();
+        Ok(respond(pb::ListPaymentsResponse { payments }, &served.version))
+    }
+
+    /// Verifies the webhook here, in the host that holds the provider's
+    /// secret, and only then hands the event to the component, as a call
+    /// with no caller.
+    async fn apply_payment_webhook(
+        &self,
+        request: Request<pb::ApplyPaymentWebhookRequest>,
+    ) -> Result<Response<pb::ApplyPaymentWebhookResponse>, Status> {
+        let (mut info, timeout) = self.auth.call_info(&request).await?;
+        if info.service.as_deref() != Some(polyscale_auth::GATEWAY_SUBJECT) {
+            return Err(Status::permission_denied("only the gateway delivers payment webhooks"));
+        }
+        // A webhook acts for no customer, whatever else the call carries.
+        info.caller = None;
+        info.bearer = None;
+        let pb::ApplyPaymentWebhookRequest { provider, body, signature } = request.into_inner();
+        if body.len() > webhook::MAX_BODY_BYTES {
+            return Err(Status::invalid_argument(format!("the body exceeds {} bytes", webhook::MAX_BODY_BYTES)));
+        }
+        let event = self.payments.verify_webhook(&provider, &signature, &body).map_err(|e| {
+            tracing::warn!(provider, error = %e, request_id = info.request_id, "payment webhook refused");
+            match e {
+                WebhookError::UnknownProvider | WebhookError::Unsupported => {
+                    Status::not_found(format!("no webhooks for provider `{provider}`"))
+                }
+                WebhookError::BadSignature | WebhookError::Stale => Status::unauthenticated(e.to_string()),
+                WebhookError::Malformed(_) => Status::invalid_argument(e.to_string()),
+            }
+        })?;
+        let event_id = event.event_id.clone();
+        let event = contract::payment_event(&provider, event);
+        let served = call_domain(&self.slot, info, timeout, |e, s| {
+            Box::pin(async move { e.polyscale_commerce_order_payments().call_apply_payment_event(s, &event).await })
+        })
+        .await?;
+        if !served.value {
+            tracing::info!(provider, event_id, "payment webhook replayed; applied before");
+        }
+        Ok(respond(pb::ApplyPaymentWebhookResponse { event_id, applied: served.value }, &served.version))
+    }
 }
 
 /// How long idempotency keys are kept (the IETF draft's "at least 24
@@ -200,6 +337,7 @@ const UPKEEP_BATCH: u32 = 100;
 pub struct OrderModule {
     slot: Arc<OrderSlot>,
     upkeep_interval: Duration,
+    payments: Arc<PaymentProviders>,
 }
 
 impl OrderModule {
@@ -216,9 +354,15 @@ impl OrderModule {
             config.reservation_hold,
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let shared = OrderShared { db, sql_limits: host.config().sql_limits, siblings: Arc::new(siblings) };
+        let payments = Arc::new(PaymentProviders::from_config(&config.payments));
+        let shared = OrderShared {
+            db,
+            sql_limits: host.config().sql_limits,
+            siblings: Arc::new(siblings),
+            payments: payments.clone(),
+        };
         let slot = host.start_slot::<OrderWorld>("order", shared, &config.service.component).await?;
-        Ok(Self { slot, upkeep_interval: config.upkeep_interval })
+        Ok(Self { slot, upkeep_interval: config.upkeep_interval, payments })
     }
 
     pub fn slot(&self) -> &Arc<OrderSlot> {
@@ -232,7 +376,11 @@ impl ServiceModule for OrderModule {
     }
 
     fn register(&self, auth: &Authenticator, planes: &mut Planes) {
-        planes.grpc.add_service(OrderServiceServer::new(OrderApi::new(self.slot.clone(), auth.clone())));
+        planes.grpc.add_service(OrderServiceServer::new(OrderApi::new(
+            self.slot.clone(),
+            auth.clone(),
+            self.payments.clone(),
+        )));
         planes.health.push(<OrderServiceServer<OrderApi> as NamedService>::NAME);
         planes.add_slot(self.name(), self.slot.clone());
     }

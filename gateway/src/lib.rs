@@ -1,5 +1,9 @@
 //! PolyScale's GraphQL gateway: the one public entry point.
 //!
+//! `POST /webhooks/payments/{provider}` takes payment providers' webhooks
+//! and forwards them, unverified, to the order service, whose host holds
+//! the providers' secrets and verifies them.
+//!
 //! `POST /graphql` and `GET /graphql` follow the GraphQL-over-HTTP spec;
 //! a browser asking `GET /graphql` for HTML gets GraphiQL. Resolvers call
 //! the domain services over gRPC ([`clients`]). Every request runs under
@@ -103,8 +107,13 @@ impl Gateway {
             .transpose()
             .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
         let rate_limiters = rate_limit::RateLimiters::new(config.rate_limits);
-        let schema = schema::build(clients, &config.limits, rate_limiters.clone(), config.introspection);
-        let http = http::HttpConfig { limits: config.limits, verifier, trusted_proxy_hops: config.trusted_proxy_hops };
+        let schema = schema::build(clients.clone(), &config.limits, rate_limiters.clone(), config.introspection);
+        let http = http::HttpConfig {
+            limits: config.limits,
+            verifier,
+            trusted_proxy_hops: config.trusted_proxy_hops,
+            clients,
+        };
         Ok(Self { router: http::router(schema, http), rate_limiters, server: config.server })
     }
 

@@ -4,6 +4,7 @@ mod account;
 mod loader;
 mod money;
 mod order;
+mod payment;
 mod product;
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ pub use money::{MinorUnits, Money, MoneyInput};
 pub struct Query(product::ProductQuery, account::AccountQuery, order::OrderQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(product::ProductMutation, account::AccountMutation, order::OrderMutation);
+pub struct Mutation(product::ProductMutation, account::AccountMutation, order::OrderMutation, payment::PaymentMutation);
 
 pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -200,6 +200,12 @@ impl CartLine {
 #[derive(Clone)]
 pub struct Order(pb::Order);
 
+impl Order {
+    pub(crate) fn from_pb(order: pb::Order) -> Self {
+        Order(order)
+    }
+}
+
 #[Object]
 impl Order {
     async fn id(&self) -> ID {
@@ -237,6 +243,11 @@ impl Order {
     /// Captured minus refunded.
     async fn paid(&self) -> Money {
         money(&self.0.paid)
+    }
+    /// The order's payments, oldest first: for its customer and admins (a
+    /// merchant sees none).
+    async fn payments(&self, ctx: &Context<'_>) -> Result<Vec<super::payment::Payment>> {
+        super::payment::payments_of(ctx, &self.0.id).await
     }
     async fn shipping_address(&self) -> Option<Address> {
         self.0.shipping_address.clone().map(Address::from)
@@ -481,7 +492,7 @@ fn order_path(field: &str) -> Vec<String> {
 
 /// Splits a failed mutation into payload user errors or a top-level error.
 /// An empty path means the error names no field.
-fn user_errors(status: tonic::Status, path: &dyn Fn(&str) -> Vec<String>) -> Result<Vec<UserError>> {
+pub(crate) fn user_errors(status: tonic::Status, path: &dyn Fn(&str) -> Vec<String>) -> Result<Vec<UserError>> {
     match errors::from_status(&status, path) {
         Failure::User(errors) => {
             Ok(errors.into_iter().map(|e| UserError { field: e.field.filter(|f| !f.is_empty()), ..e }).collect())
@@ -675,6 +686,12 @@ mod tests {
             "fulfillOrder(id: ID!, lines: [FulfillmentLineInput!]!): OrderPayload!",
             "product: Product",
             "priceChanged: Boolean!",
+            "payments: [Payment!]!",
+            "authorizePayment(orderId: ID!, provider: String!, source: String!): PaymentPayload!",
+            "capturePayment(paymentId: ID!, amount: MoneyInput): PaymentPayload!",
+            "refundPayment(paymentId: ID!, amount: MoneyInput): PaymentPayload!",
+            "voidPayment(paymentId: ID!): PaymentPayload!",
+            "recordManualPayment(orderId: ID!, amount: MoneyInput!, reference: String!): PaymentPayload!",
         ] {
             assert!(sdl.contains(signature), "missing `{signature}`");
         }

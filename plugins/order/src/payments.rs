@@ -332,6 +332,8 @@ pub fn authorize_payment(
 
     // Claim what is left to authorize: the order row is locked first, so
     // two authorizations of one order take turns and never both claim it.
+    // Open authorizations count whole; closed ones (captured, refunded)
+    // count what they kept.
     let payment_id = ids::new_id();
     let now = ctx.now_ms;
     let tx = sql::begin()?;
@@ -346,7 +348,8 @@ pub fn authorize_payment(
         return Err(DomainError::Conflict("the order changed concurrently; retry".into()));
     }
     let live = tx.query(
-        "SELECT CAST(COALESCE(SUM(authorized_amount - refunded_amount), 0) AS BIGINT) AS n FROM payments \
+        "SELECT CAST(COALESCE(SUM(CASE WHEN state IN ('captured', 'partially-refunded', 'refunded') \
+         THEN captured_amount - refunded_amount ELSE authorized_amount END), 0) AS BIGINT) AS n FROM payments \
          WHERE order_id = $1 AND (state IN ('requires-action', 'authorized', 'partially-captured', 'captured', \
          'partially-refunded', 'refunded') OR (state = 'authorizing' AND updated_at_ms > $2))",
         &params![&order.id, now - AUTHORIZING_LEASE_MS],

@@ -148,6 +148,9 @@ pub struct Options {
     pub faulty_link: bool,
     /// Deadline of each gateway call to the services, if not the default.
     pub service_timeout: Option<Duration>,
+    /// Run the `test` payment provider (its webhook secret is generated
+    /// in the data directory: [`TestApp::test_webhook_secret`]).
+    pub test_payments: bool,
 }
 
 impl Options {
@@ -168,6 +171,7 @@ impl Options {
             reservation_hold: None,
             faulty_link: false,
             service_timeout: None,
+            test_payments: false,
         }
     }
 }
@@ -220,6 +224,7 @@ impl TestApp {
             });
             config.gateway_services = Some(url);
         }
+        config.test_payments = options.test_payments;
         config.product_component = options.product_component;
         config.search = options.search;
         let call_limits = options.limits.unwrap_or_else(test_limits);
@@ -266,6 +271,13 @@ impl TestApp {
         }
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    /// The `test` payment provider's webhook secret, as the embedded
+    /// system generated it (tests play the provider and sign with it).
+    pub fn test_webhook_secret(&self) -> polyscale_host::capabilities::payments::WebhookSecret {
+        let file = self.data_dir.path().join("keys").join(polyscale::embedded::TEST_WEBHOOK_SECRET_FILE);
+        polyscale_host::capabilities::payments::WebhookSecret::from_file(&file).expect("the test webhook secret")
     }
 
     pub fn url(&self) -> String {

@@ -12,5 +12,6 @@ mod edge;
 mod faults;
 mod hot_swap;
 mod orders;
+mod payments;
 mod search;
 mod sql_isolation;

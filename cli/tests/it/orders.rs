@@ -20,7 +20,7 @@ pub const ORDER_FIELDS: &str = "id customerId status paymentStatus total { amoun
 /// A system for order tests: cheap password hashing (the tests sign up
 /// hundreds of customers) and a generous call deadline (hundreds of
 /// concurrent checkouts on two cores).
-async fn spawn(backend: Backend, tune: impl FnOnce(&mut Options)) -> TestApp {
+pub(crate) async fn spawn(backend: Backend, tune: impl FnOnce(&mut Options)) -> TestApp {
     let mut options = Options::new(backend);
     options.credentials = Some(Box::new(|c| c.argon2 = Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 }));
     options.limits = Some(polyscale_host::runtime::CallLimits { timeout: Duration::from_secs(60), ..test_limits() });
@@ -30,7 +30,7 @@ async fn spawn(backend: Backend, tune: impl FnOnce(&mut Options)) -> TestApp {
 }
 
 /// Registers a customer; returns their access token.
-async fn customer(app: &TestApp, email: &str) -> String {
+pub(crate) async fn customer(app: &TestApp, email: &str) -> String {
     let payload = app.register(email, PASSWORD).await;
     assert_eq!(payload["userErrors"], json!([]), "{payload}");
     payload["accessToken"].as_str().unwrap().to_string()
@@ -45,7 +45,7 @@ async fn customers(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
         .await
 }
 
-async fn add_to_cart(app: &TestApp, token: &str, product_id: &str, quantity: i64) -> Value {
+pub(crate) async fn add_to_cart(app: &TestApp, token: &str, product_id: &str, quantity: i64) -> Value {
     let data = app
         .graphql_as(
             Some(token),
@@ -57,7 +57,7 @@ async fn add_to_cart(app: &TestApp, token: &str, product_id: &str, quantity: i64
 }
 
 /// Places the caller's cart; returns the `placeOrder` payload.
-async fn place(app: &TestApp, token: &str, key: &str) -> Value {
+pub(crate) async fn place(app: &TestApp, token: &str, key: &str) -> Value {
     let data = app
         .graphql_as(
             Some(token),
@@ -68,16 +68,16 @@ async fn place(app: &TestApp, token: &str, key: &str) -> Value {
     data["placeOrder"].clone()
 }
 
-async fn stock(app: &TestApp, product_id: &str) -> i64 {
+pub(crate) async fn stock(app: &TestApp, product_id: &str) -> i64 {
     let data = app.graphql("query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id })).await;
     data["product"]["stock"].as_i64().unwrap()
 }
 
-fn codes(payload: &Value) -> Vec<String> {
+pub(crate) fn codes(payload: &Value) -> Vec<String> {
     payload["userErrors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap().to_string()).collect()
 }
 
-async fn product_id(app: &TestApp, name: &str, amount: i64, stock: i64) -> String {
+pub(crate) async fn product_id(app: &TestApp, name: &str, amount: i64, stock: i64) -> String {
     create_product(app, product_input(name, amount, stock)).await["id"].as_str().unwrap().to_string()
 }
 

@@ -557,6 +557,12 @@ impl Config {
                 message: "required when product.search.engine is \"elasticsearch\"".into(),
             });
         }
+        if self.payments.test.enabled
+            && let Some(file) = &self.payments.test.webhook_secret_file
+            && let Err(message) = polyscale_host::capabilities::payments::WebhookSecret::from_file(file)
+        {
+            return Err(ConfigError::Invalid { key: "payments.test.webhook_secret_file", message });
+        }
         Ok(())
     }
 

@@ -358,7 +358,7 @@ impl Embedded {
                 Some(file) => WebhookSecret::from_file(file),
                 None => WebhookSecret::load_or_create(&config.data_dir.join("keys").join(TEST_WEBHOOK_SECRET_FILE)),
             }
-            .map_err(EmbeddedError::Payments)?;
+            .map_err(|e| EmbeddedError::Payments(format!("payments.test.webhook_secret_file: {e}")))?;
             payments.test_webhook_secret = Some(secret);
         }
         // The order service calls its siblings in this process, over the

@@ -350,7 +350,7 @@ async fn paid_orders_are_fulfilled_and_delivered_postgres() {
 
 /// 20 admins' captures of 10.00 race for a 50.00 authorization: exactly 5
 /// succeed, the rest are OVER_CAPTURE, and 50.00 is captured. The same for
-/// refunds of what was captured.
+/// refunds of what was captured, and for authorizations of one order.
 async fn concurrent_captures_cannot_exceed_the_authorization(backend: Backend) {
     let app = payment_app(backend).await;
     let admin = app.admin_token().await;
@@ -373,6 +373,23 @@ async fn concurrent_captures_cannot_exceed_the_authorization(backend: Backend) {
     let payment = &seen["payments"][0];
     assert_eq!((&payment["captured"]["amount"], &payment["refunded"]["amount"]), (&json!(5_000), &json!(5_000)));
     expect(&seen, "REFUNDED", "NONE", 0);
+
+    // 10 concurrent authorizations of one order (a double-clicked "pay",
+    // here with the `manual` provider): one authorizes the total, the
+    // others find it authorized.
+    let (token, id, _) = placed_order(&app, "double-click@test.example").await;
+    let answers: Vec<Value> = futures::stream::iter(0..10)
+        .map(|_| authorize(&app, &token, &id, "manual", "bank transfer"))
+        .buffer_unordered(10)
+        .collect()
+        .await;
+    let authorized: Vec<&Value> = answers.iter().filter(|a| a["userErrors"] == json!([])).collect();
+    assert_eq!(authorized.len(), 1, "{answers:?}");
+    assert_eq!(authorized[0]["payment"]["provider"], "manual");
+    assert!(answers.iter().filter(|a| a["userErrors"] != json!([])).all(|a| codes(a) == vec!["ALREADY_AUTHORIZED"]));
+    let seen = order(&app, &token, &id).await;
+    assert_eq!(seen["payments"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["payments"][0]["authorized"]["amount"], 5_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,5 +8,6 @@ fn main() {
     embed(&[
         Guest { name: "PRODUCT", package: "product-component", dir: "product" },
         Guest { name: "ACCOUNT", package: "account-component", dir: "account" },
+        Guest { name: "ORDER", package: "order-component", dir: "order" },
     ]);
 }

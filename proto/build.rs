@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "polyscale/types/v1/types.proto",
     "polyscale/product/v1/product.proto",
     "polyscale/account/v1/account.proto",
+    "polyscale/order/v1/order.proto",
     "polyscale/admin/v1/components.proto",
 ];
 

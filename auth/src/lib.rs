@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyError, KeyPair, load_or_create_key_pair, load_public_key};
 pub use service::{
-    SERVICE_AUDIENCE, SERVICE_ISSUER, SERVICE_TOKEN_TTL, ServiceKey, ServiceKeyError, ServiceTokenIssuer,
-    ServiceTokenVerifier,
+    GATEWAY_SUBJECT, ORDER_SERVICE_SUBJECT, SERVICE_AUDIENCE, SERVICE_ISSUER, SERVICE_TOKEN_TTL, ServiceKey,
+    ServiceKeyError, ServiceTokenIssuer, ServiceTokenVerifier,
 };
 
 /// Who issues PolyScale tokens.

@@ -1,13 +1,16 @@
-//! Service tokens: how the gateway proves to the services that a call
-//! comes from it, so that what it vouches for (the client's address) is
-//! believed from it and from no one else.
+//! Service tokens: how the gateway and the services prove to each other
+//! which of them a call comes from. The gateway's token makes what it
+//! vouches for (the client's address) believed; the order service's
+//! token opens the product service's `InventoryService`, which no one else
+//! may call.
 //!
 //! The gateway and the services share a 256-bit secret ([`ServiceKey`]):
 //! generated per process in embedded mode, or read from a file (a mounted
-//! secret) when they run apart. The secret never travels: the gateway
-//! sends a short-lived HS256 JWT ([`ServiceTokenIssuer`]), re-minted well
-//! before it expires, and the services check it ([`ServiceTokenVerifier`])
-//! for exactly that algorithm, issuer, audience and expiry.
+//! secret) when they run apart. The secret never travels: a caller sends a
+//! short-lived HS256 JWT naming itself in `sub` ([`ServiceTokenIssuer`]),
+//! re-minted well before it expires, and the callee checks it
+//! ([`ServiceTokenVerifier`]) for exactly that algorithm, issuer, audience
+//! and expiry, and learns the subject.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,8 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{TokenError, now};
 
-/// Who issues service tokens.
+/// Who issues service tokens (the name predates tokens from services).
 pub const SERVICE_ISSUER: &str = "polyscale-gateway";
+/// The subject of the gateway's tokens.
+pub const GATEWAY_SUBJECT: &str = "gateway";
+/// The subject of the order service's tokens.
+pub const ORDER_SERVICE_SUBJECT: &str = "order";
 /// Who accepts them.
 pub const SERVICE_AUDIENCE: &str = "polyscale-services";
 /// How long a service token lives.
@@ -84,16 +91,23 @@ struct ServiceClaims {
     exp: u64,
 }
 
-/// Mints the gateway's service token, reusing one until it is past half
+/// Mints one caller's service token, reusing one until it is past half
 /// its life.
 pub struct ServiceTokenIssuer {
     key: EncodingKey,
+    subject: &'static str,
     current: Mutex<Option<(Arc<str>, u64)>>,
 }
 
 impl ServiceTokenIssuer {
+    /// The gateway's tokens.
     pub fn new(key: &ServiceKey) -> Self {
-        Self { key: EncodingKey::from_secret(&key.0[..]), current: Mutex::new(None) }
+        Self::for_subject(key, GATEWAY_SUBJECT)
+    }
+
+    /// Tokens naming `subject` (a service: [`ORDER_SERVICE_SUBJECT`]).
+    pub fn for_subject(key: &ServiceKey, subject: &'static str) -> Self {
+        Self { key: EncodingKey::from_secret(&key.0[..]), subject, current: Mutex::new(None) }
     }
 
     pub fn token(&self) -> Arc<str> {
@@ -107,7 +121,7 @@ impl ServiceTokenIssuer {
         let claims = ServiceClaims {
             iss: SERVICE_ISSUER.into(),
             aud: SERVICE_AUDIENCE.into(),
-            sub: "gateway".into(),
+            sub: self.subject.into(),
             iat: now,
             nbf: now,
             exp: now + SERVICE_TOKEN_TTL.as_secs(),
@@ -139,11 +153,12 @@ impl ServiceTokenVerifier {
         Self { key: DecodingKey::from_secret(&key.0[..]), validation }
     }
 
-    pub fn verify(&self, token: &str) -> Result<(), TokenError> {
+    /// The token's subject (who sent it), if it verifies.
+    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
         if token.len() > 1024 {
             return Err(TokenError::Invalid("too long".into()));
         }
-        jsonwebtoken::decode::<ServiceClaims>(token, &self.key, &self.validation).map(|_| ()).map_err(|e| {
+        jsonwebtoken::decode::<ServiceClaims>(token, &self.key, &self.validation).map(|d| d.claims.sub).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -163,7 +178,9 @@ mod tests {
         let issuer = ServiceTokenIssuer::new(&key);
         let token = issuer.token();
         assert_eq!(issuer.token(), token, "reused until half its life");
-        assert_eq!(ServiceTokenVerifier::new(&key).verify(&token), Ok(()));
+        assert_eq!(ServiceTokenVerifier::new(&key).verify(&token), Ok("gateway".into()));
+        let order = ServiceTokenIssuer::for_subject(&key, ORDER_SERVICE_SUBJECT).token();
+        assert_eq!(ServiceTokenVerifier::new(&key).verify(&order), Ok("order".into()));
         assert!(ServiceTokenVerifier::new(&ServiceKey::generate()).verify(&token).is_err());
         assert!(ServiceTokenVerifier::new(&key).verify("garbage").is_err());
     }
@@ -184,7 +201,7 @@ mod tests {
             nbf: now,
             exp: now + 60,
         };
-        assert_eq!(verifier.verify(&sign(Header::new(Algorithm::HS256), &good)), Ok(()));
+        assert_eq!(verifier.verify(&sign(Header::new(Algorithm::HS256), &good)), Ok("gateway".into()));
         assert!(verifier.verify(&sign(Header::new(Algorithm::HS512), &good)).is_err());
         let other_audience = ServiceClaims { aud: "polyscale-api".into(), ..good };
         assert!(verifier.verify(&sign(Header::new(Algorithm::HS256), &other_audience)).is_err());

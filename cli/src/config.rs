@@ -41,8 +41,30 @@ pub struct Config {
     pub sql: SqlSection,
     pub product: ProductSection,
     pub account: AccountSection,
+    pub order: OrderSection,
+    pub payments: PaymentsSection,
     pub gateway: GatewaySection,
     pub admin: AdminSection,
+}
+
+/// Payment providers. `manual` is always on; the others are configured
+/// here, and their secrets stay in the order service's host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsSection {
+    pub test: TestPaymentsSection,
+}
+
+/// The `test` provider: deterministic outcomes by test card number. It
+/// takes no money, so it is off unless enabled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestPaymentsSection {
+    pub enabled: bool,
+    /// Its webhook signing secret (at least 16 characters). Default
+    /// `DATA_DIR/keys/payments-test-webhook-secret`, generated on first
+    /// start (mode 0600).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,12 +130,51 @@ pub struct SqlSection {
     pub acquire_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProductSection {
     /// Default `sqlite://DATA_DIR/product.db`.
     pub database_url: Option<String>,
     pub search: SearchSection,
+    /// How often stock reservations past their expiry (placements that
+    /// crashed) are released.
+    #[serde(with = "humantime_serde")]
+    pub reservation_sweep_interval: Duration,
+}
+
+impl Default for ProductSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            search: SearchSection::default(),
+            reservation_sweep_interval: polyscale_host::server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderSection {
+    /// Default `sqlite://DATA_DIR/order.db`.
+    pub database_url: Option<String>,
+    /// How often half-done placements are finished and idempotency keys
+    /// older than 24 hours forgotten.
+    #[serde(with = "humantime_serde")]
+    pub upkeep_interval: Duration,
+    /// The longest a placement's stock reservation holds if the placement
+    /// never finishes (a crash); then the stock returns.
+    #[serde(with = "humantime_serde")]
+    pub reservation_hold: Duration,
+}
+
+impl Default for OrderSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            upkeep_interval: polyscale_host::server::DEFAULT_ORDER_UPKEEP_INTERVAL,
+            reservation_hold: polyscale_host::server::DEFAULT_RESERVATION_HOLD,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +323,8 @@ impl Default for Config {
             sql: SqlSection::default(),
             product: ProductSection::default(),
             account: AccountSection::default(),
+            order: OrderSection::default(),
+            payments: PaymentsSection::default(),
             gateway: GatewaySection::default(),
             admin: AdminSection::default(),
         }
@@ -485,6 +548,7 @@ impl Config {
             ("product.database_url", &self.product.database_url),
             ("account.database_url", &self.account.database_url),
             ("account.credentials_database_url", &self.account.credentials_database_url),
+            ("order.database_url", &self.order.database_url),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
@@ -497,6 +561,12 @@ impl Config {
                 key: "product.search.url",
                 message: "required when product.search.engine is \"elasticsearch\"".into(),
             });
+        }
+        if self.payments.test.enabled
+            && let Some(file) = &self.payments.test.webhook_secret_file
+            && let Err(message) = polyscale_host::capabilities::payments::WebhookSecret::from_file(file)
+        {
+            return Err(ConfigError::Invalid { key: "payments.test.webhook_secret_file", message });
         }
         Ok(())
     }
@@ -521,6 +591,7 @@ impl Config {
         redact(&mut shown.product.database_url);
         redact(&mut shown.account.database_url);
         redact(&mut shown.account.credentials_database_url);
+        redact(&mut shown.order.database_url);
         redact(&mut shown.product.search.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }

@@ -15,12 +15,14 @@ use std::time::Duration;
 use polyscale_gateway::{Gateway, GatewayConfig, GraphqlLimits, RateLimits, ServerLimits};
 use polyscale_host::admin_plane::{AdminListenError, AdminListener, OperatorToken};
 use polyscale_host::capabilities::credentials::{self, CredentialsConfig};
+use polyscale_host::capabilities::payments::{PaymentsConfig, WebhookSecret};
+use polyscale_host::capabilities::siblings::SiblingEndpoints;
 use polyscale_host::components;
 use polyscale_host::database::{ConnectOptions, SqlLimits};
 use polyscale_host::runtime::{CallLimits, RuntimeConfig};
 use polyscale_host::server::{
-    self, AccountServiceConfig, HostConfig, ProductServiceConfig, SearchEngineConfig, ServiceConfig, ServiceHost,
-    StartError,
+    self, AccountServiceConfig, HostConfig, OrderServiceConfig, ProductServiceConfig, SearchEngineConfig,
+    ServiceConfig, ServiceHost, StartError,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{Admin, AdminAddress};
 use crate::config::{Config, SearchEngine};
 use crate::{sample, telemetry};
+
+/// The test provider's webhook secret, under `DATA_DIR/keys`, when no file
+/// is configured.
+pub const TEST_WEBHOOK_SECRET_FILE: &str = "payments-test-webhook-secret";
 
 /// Adjusts the credentials configuration before the system starts.
 pub type TuneCredentials = Box<dyn Fn(&mut CredentialsConfig) + Send + Sync>;
@@ -51,6 +57,25 @@ pub struct EmbeddedConfig {
     pub account_database_url: Option<String>,
     /// The credentials store; defaults to `sqlite://DATA_DIR/credentials.db`.
     pub credentials_database_url: Option<String>,
+    /// The order database; defaults to `sqlite://DATA_DIR/order.db`.
+    pub order_database_url: Option<String>,
+    /// How often expired stock reservations are released.
+    pub reservation_sweep_interval: Duration,
+    /// How often the order upkeep runs.
+    pub order_upkeep_interval: Duration,
+    /// The longest a placement's stock reservation holds.
+    pub reservation_hold: Duration,
+    /// Run the `test` payment provider.
+    pub test_payments: bool,
+    /// Its webhook signing secret; default
+    /// `DATA_DIR/keys/payments-test-webhook-secret`, created on first start.
+    pub test_payments_webhook_secret_file: Option<PathBuf>,
+    /// Where the order service finds its siblings; default this process's
+    /// gRPC port (tests put a faulty network in between).
+    pub order_siblings: Option<SiblingEndpoints>,
+    /// Where the gateway finds the services; default this process's gRPC
+    /// port (tests count the calls in between).
+    pub gateway_services: Option<String>,
     /// Tune the credentials capability (tests shorten throttling, say).
     pub credentials: Option<TuneCredentials>,
     /// Reverse proxies in front of the gateway that append to
@@ -100,6 +125,14 @@ impl EmbeddedConfig {
             product_database_url: None,
             account_database_url: None,
             credentials_database_url: None,
+            order_database_url: None,
+            reservation_sweep_interval: server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
+            order_upkeep_interval: server::DEFAULT_ORDER_UPKEEP_INTERVAL,
+            reservation_hold: server::DEFAULT_RESERVATION_HOLD,
+            test_payments: false,
+            test_payments_webhook_secret_file: None,
+            order_siblings: None,
+            gateway_services: None,
             credentials: None,
             trusted_proxy_hops: 0,
             rate_limits: RateLimits::default(),
@@ -164,6 +197,12 @@ impl EmbeddedConfig {
             ..ConnectOptions::default()
         };
         embedded.product_database_url = config.product.database_url.clone();
+        embedded.reservation_sweep_interval = config.product.reservation_sweep_interval;
+        embedded.order_database_url = config.order.database_url.clone();
+        embedded.order_upkeep_interval = config.order.upkeep_interval;
+        embedded.reservation_hold = config.order.reservation_hold;
+        embedded.test_payments = config.payments.test.enabled;
+        embedded.test_payments_webhook_secret_file = config.payments.test.webhook_secret_file.clone();
         let search = &config.product.search;
         embedded.search = Some(match config.search_engine() {
             SearchEngine::Elasticsearch => SearchEngineConfig::Elasticsearch {
@@ -222,6 +261,8 @@ pub enum EmbeddedError {
     Admin(#[from] AdminListenError),
     #[error("admin plane: {0}")]
     AdminAddress(String),
+    #[error("payments: {0}")]
+    Payments(String),
 }
 
 /// A built, not yet serving, embedded system.
@@ -300,6 +341,7 @@ impl Embedded {
                 .search
                 .clone()
                 .unwrap_or_else(|| SearchEngineConfig::Tantivy { dir: config.data_dir.join("search") }),
+            reservation_sweep_interval: config.reservation_sweep_interval,
         });
         host_config.account = Some(AccountServiceConfig {
             service: ServiceConfig {
@@ -312,14 +354,42 @@ impl Embedded {
                 .unwrap_or_else(|| sqlite("credentials.db")),
             credentials,
         });
+        // Payment provider secrets: read (or created) here and handed to
+        // the order service's host only.
+        let mut payments = PaymentsConfig::default();
+        if config.test_payments {
+            let secret = match &config.test_payments_webhook_secret_file {
+                Some(file) => WebhookSecret::from_file(file),
+                None => WebhookSecret::load_or_create(&config.data_dir.join("keys").join(TEST_WEBHOOK_SECRET_FILE)),
+            }
+            .map_err(|e| EmbeddedError::Payments(format!("payments.test.webhook_secret_file: {e}")))?;
+            payments.test_webhook_secret = Some(secret);
+        }
+        // The order service calls its siblings in this process, over the
+        // same loopback gRPC port the gateway uses.
+        host_config.order = Some(OrderServiceConfig {
+            service: ServiceConfig {
+                database_url: config.order_database_url.clone().unwrap_or_else(|| sqlite("order.db")),
+                component: components::ORDER.into(),
+            },
+            siblings: config.order_siblings.clone().unwrap_or_else(|| SiblingEndpoints {
+                product: format!("http://{grpc_addr}"),
+                account: format!("http://{grpc_addr}"),
+            }),
+            upkeep_interval: config.order_upkeep_interval,
+            reservation_hold: config.reservation_hold,
+            payments,
+        });
         // The gateway and the services share a secret for this process's
         // life: the services believe the client addresses the gateway
-        // vouches for, and no one else's.
+        // vouches for, and no one else's; the order service proves itself
+        // to the product service's inventory with it.
         let service_key = polyscale_auth::ServiceKey::generate();
         host_config.gateway_key = Some(service_key.clone());
         let host = ServiceHost::build(host_config).await?;
 
-        let mut gateway_config = GatewayConfig::new(format!("http://{grpc_addr}"));
+        let mut gateway_config =
+            GatewayConfig::new(config.gateway_services.clone().unwrap_or_else(|| format!("http://{grpc_addr}")));
         gateway_config.token_public_key = Some(keys.public_pem().to_string());
         gateway_config.trusted_proxy_hops = config.trusted_proxy_hops;
         gateway_config.graphiql = config.graphiql;

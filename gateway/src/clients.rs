@@ -7,6 +7,7 @@ use std::time::Duration;
 use polyscale_auth::ServiceTokenIssuer;
 use polyscale_proto::account::v1::account_service_client::AccountServiceClient;
 use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, GATEWAY_TOKEN, REQUEST_ID};
+use polyscale_proto::order::v1::order_service_client::OrderServiceClient;
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -25,6 +26,7 @@ pub enum ClientError {
 pub struct Clients {
     pub product: ProductServiceClient<Channel>,
     pub account: AccountServiceClient<Channel>,
+    pub order: OrderServiceClient<Channel>,
     timeout: Duration,
     /// Proves to the services that calls come from this gateway.
     service_tokens: Option<Arc<ServiceTokenIssuer>>,
@@ -46,6 +48,7 @@ impl Clients {
         Ok(Self {
             product: ProductServiceClient::new(channel(&config.product_endpoint, config.service_timeout)?),
             account: AccountServiceClient::new(channel(&config.account_endpoint, config.service_timeout)?),
+            order: OrderServiceClient::new(channel(&config.order_endpoint, config.service_timeout)?),
             timeout: config.service_timeout,
             service_tokens: config.service_key.as_ref().map(|key| Arc::new(ServiceTokenIssuer::new(key))),
         })

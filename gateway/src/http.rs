@@ -25,10 +25,11 @@ use std::net::IpAddr;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use polyscale_auth::{Claims, Verifier};
 
+use crate::Clients;
 use crate::errors::{Code, coded, finish_errors};
 use crate::graphiql;
 use crate::limits::GraphqlLimits;
@@ -41,6 +42,8 @@ pub struct HttpConfig {
     pub limits: GraphqlLimits,
     pub verifier: Option<Verifier>,
     pub trusted_proxy_hops: usize,
+    /// For the webhook endpoint, which calls the order service directly.
+    pub clients: Clients,
     /// Serve GraphiQL to browsers.
     pub graphiql: bool,
 }
@@ -51,6 +54,7 @@ struct AppState {
     limits: GraphqlLimits,
     verifier: Option<Verifier>,
     trusted_proxy_hops: usize,
+    clients: Clients,
     graphiql: bool,
 }
 
@@ -60,14 +64,95 @@ pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
         .route("/graphql", get(graphql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+        // After the layer above: webhooks have their own, smaller limit.
+        .route("/webhooks/payments/{provider}", post(payment_webhook))
         .with_state(AppState {
             schema,
             limits: config.limits,
             verifier: config.verifier,
             trusted_proxy_hops: config.trusted_proxy_hops,
+            clients: config.clients,
             graphiql: serve_graphiql,
         });
     if serve_graphiql { router.merge(graphiql::routes()) } else { router }
+}
+
+/// Largest payment webhook body.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
+/// The header carrying a payment provider's signature
+/// (`t=<unix seconds>,v1=<hex HMAC-SHA256>`).
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+
+fn webhook_answer(status: StatusCode, body: serde_json::Value, request_id: &str) -> Response {
+    json_response(status, "application/json", body.to_string(), request_id)
+}
+
+/// `POST /webhooks/payments/{provider}`: a provider's event. The gateway
+/// holds no provider secret: it reads the raw body (at most 64 KiB) and
+/// the signature header and forwards both, with its service token, to
+/// `OrderService.ApplyPaymentWebhook`, whose host verifies the signature
+/// before the order component sees anything. 200 when applied or applied
+/// before (a replay), 401 for a bad or stale signature, 404 for a
+/// provider without webhooks, 400 for a malformed event, 413 for a body
+/// too large, 503 when the order service cannot answer (providers retry).
+async fn payment_webhook(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let request_id = request_id(request.headers());
+    let error = |status: StatusCode, message: &str| {
+        webhook_answer(status, serde_json::json!({ "error": message }), &request_id)
+    };
+    let named = !provider.is_empty()
+        && provider.len() <= 32
+        && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !named {
+        return error(StatusCode::NOT_FOUND, "no such payment provider");
+    }
+    let Some(signature) = request.headers().get(WEBHOOK_SIGNATURE).and_then(|v| v.to_str().ok()).map(str::to_string)
+    else {
+        return error(StatusCode::UNAUTHORIZED, "the Webhook-Signature header is missing");
+    };
+    if signature.len() > 1024 {
+        return error(StatusCode::UNAUTHORIZED, "the signature header is too long");
+    }
+    let client_address = client_address(&request, state.trusted_proxy_hops);
+    let body = match axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body exceeds {MAX_WEBHOOK_BODY_BYTES} bytes"));
+        }
+    };
+    let context = RequestContext::new(request_id.clone(), client_address);
+    let message = polyscale_proto::order::v1::ApplyPaymentWebhookRequest { provider, body: body.to_vec(), signature };
+    let clients = &state.clients;
+    match clients.order.clone().apply_payment_webhook(clients.request(message, &context)).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            webhook_answer(
+                StatusCode::OK,
+                serde_json::json!({ "received": true, "eventId": r.event_id, "applied": r.applied }),
+                &request_id,
+            )
+        }
+        Err(status) => {
+            use tonic::Code as G;
+            let code = match status.code() {
+                G::Unauthenticated => StatusCode::UNAUTHORIZED,
+                G::NotFound => StatusCode::NOT_FOUND,
+                G::InvalidArgument => StatusCode::BAD_REQUEST,
+                G::PermissionDenied => {
+                    tracing::error!(
+                        "the order service refused the gateway's webhook delivery: is the service key shared?"
+                    );
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(code, status.message())
+        }
+    }
 }
 
 /// The client's address. With no trusted proxy it is the TCP peer. Behind

@@ -1,5 +1,9 @@
 //! PolyScale's GraphQL gateway: the one public entry point.
 //!
+//! `POST /webhooks/payments/{provider}` takes payment providers' webhooks
+//! and forwards them, unverified, to the order service, whose host holds
+//! the providers' secrets and verifies them.
+//!
 //! `POST /graphql` and `GET /graphql` follow the GraphQL-over-HTTP spec;
 //! a browser asking `GET /graphql` for HTML gets GraphiQL, served from the
 //! binary (`src/graphiql.rs`) unless switched off. Resolvers call
@@ -37,6 +41,8 @@ pub struct GatewayConfig {
     pub product_endpoint: String,
     /// gRPC endpoint of the account service.
     pub account_endpoint: String,
+    /// gRPC endpoint of the order service (carts and orders).
+    pub order_endpoint: String,
     /// Public key (PEM) of the account service's token signer. Without it
     /// every bearer token is refused.
     pub token_public_key: Option<String>,
@@ -69,7 +75,8 @@ impl GatewayConfig {
         let endpoint = endpoint.into();
         Self {
             product_endpoint: endpoint.clone(),
-            account_endpoint: endpoint,
+            account_endpoint: endpoint.clone(),
+            order_endpoint: endpoint,
             token_public_key: None,
             trusted_proxy_hops: 0,
             limits: GraphqlLimits::default(),
@@ -107,11 +114,12 @@ impl Gateway {
             .transpose()
             .map_err(|e| GatewayError::PublicKey(e.to_string()))?;
         let rate_limiters = rate_limit::RateLimiters::new(config.rate_limits);
-        let schema = schema::build(clients, &config.limits, rate_limiters.clone(), config.introspection);
+        let schema = schema::build(clients.clone(), &config.limits, rate_limiters.clone(), config.introspection);
         let http = http::HttpConfig {
             limits: config.limits,
             verifier,
             trusted_proxy_hops: config.trusted_proxy_hops,
+            clients,
             graphiql: config.graphiql,
         };
         Ok(Self { router: http::router(schema, http), rate_limiters, server: config.server })

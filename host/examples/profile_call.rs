@@ -15,6 +15,7 @@ async fn main() {
             component: components::PRODUCT.into(),
         },
         search: SearchEngineConfig::Tantivy { dir: dir.path().join("search") },
+        reservation_sweep_interval: polyscale_host::server::DEFAULT_RESERVATION_SWEEP_INTERVAL,
     });
     let host = ServiceHost::build(config).await.unwrap();
     let registry = host.product().unwrap().slot();

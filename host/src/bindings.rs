@@ -57,3 +57,22 @@ pub mod account {
         },
     });
 }
+
+/// The order service world; it imports narrow views of its siblings
+/// (`catalog`, `inventory`, `customers`), which the host answers over gRPC.
+/// `inventory` is the product world's export, the same WIT interface.
+pub mod order {
+    wasmtime::component::bindgen!({
+        world: "polyscale:commerce/order-service",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+        with: {
+            "polyscale:commerce/types": super::types,
+            "polyscale:commerce/context": super::context,
+            "polyscale:commerce/logging": super::logging,
+            "polyscale:commerce/sql": super::sql,
+        },
+    });
+}

@@ -40,6 +40,13 @@ pub struct CallInfo {
     /// When the call must be over (set by the invoker); host work done for
     /// the call (SQL statements) stops there too.
     pub deadline: Option<std::time::Instant>,
+    /// The service that made the call, when it proved it with a service
+    /// token ("gateway", "order").
+    pub service: Option<String>,
+    /// The caller's access token as received, forwarded on the calls the
+    /// host makes for this call to sibling services. Never shown to
+    /// components.
+    pub bearer: Option<String>,
 }
 
 impl CallInfo {
@@ -53,6 +60,8 @@ impl CallInfo {
             version: String::new(),
             log_lines: 0,
             deadline: None,
+            service: None,
+            bearer: None,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::runtime::{Runtime, RuntimeConfig};
 use crate::services::Authenticator;
 use crate::services::account::AccountModule;
 use crate::services::module::{Planes, ServiceModule};
+use crate::services::order::OrderModule;
 use crate::services::product::ProductModule;
 
 /// Default upload cap for a component binary. Interpreted languages ship
@@ -50,13 +51,16 @@ pub struct HostConfig {
     pub product: Option<ProductServiceConfig>,
     /// Run the account service here.
     pub account: Option<AccountServiceConfig>,
+    /// Run the order service here.
+    pub order: Option<OrderServiceConfig>,
     /// The public key (PEM) access tokens are verified with. Defaults to
     /// the account service's own key when it runs here; without either,
     /// no token is accepted.
     pub token_public_key: Option<String>,
-    /// The secret shared with the gateway: calls carrying its service
-    /// token have their client address believed. Without it, no caller's
-    /// address header is.
+    /// The secret shared by the gateway and the services: calls carrying
+    /// the gateway's service token have their client address believed
+    /// (without it, no caller's address header is); the order service
+    /// signs its calls to the product service's `InventoryService` with it.
     pub gateway_key: Option<ServiceKey>,
 }
 
@@ -71,6 +75,7 @@ impl HostConfig {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             product: None,
             account: None,
+            order: None,
             token_public_key: None,
             gateway_key: None,
         }
@@ -90,7 +95,33 @@ pub struct ServiceConfig {
 pub struct ProductServiceConfig {
     pub service: ServiceConfig,
     pub search: SearchEngineConfig,
+    /// How often stock reservations past their expiry are released.
+    pub reservation_sweep_interval: std::time::Duration,
 }
+
+/// Default interval of the reservation sweeper.
+pub const DEFAULT_RESERVATION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct OrderServiceConfig {
+    pub service: ServiceConfig,
+    /// Where the product and account services are (gRPC URLs).
+    pub siblings: crate::capabilities::siblings::SiblingEndpoints,
+    /// How often half-done placements are finished and old idempotency
+    /// keys forgotten.
+    pub upkeep_interval: std::time::Duration,
+    /// The longest a placement's stock reservation holds before it expires
+    /// (if the placement never finishes).
+    pub reservation_hold: std::time::Duration,
+    /// The payment providers and their secrets (`manual` always).
+    pub payments: crate::capabilities::payments::PaymentsConfig,
+}
+
+/// Default [`OrderServiceConfig::reservation_hold`].
+pub const DEFAULT_RESERVATION_HOLD: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Default interval of the order upkeep.
+pub const DEFAULT_ORDER_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where the product service keeps its search index.
 #[derive(Clone)]
@@ -154,6 +185,8 @@ pub enum StartError {
     PublicKey(String),
     #[error("search engine: {0}")]
     Search(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// What a service module gets while it is built: the configuration, the
@@ -216,6 +249,7 @@ async fn connect(service: &'static str, url: &str, options: &ConnectOptions) -> 
 pub struct ServiceHost {
     product: Option<Arc<ProductModule>>,
     account: Option<Arc<AccountModule>>,
+    order: Option<Arc<OrderModule>>,
     modules: Vec<Arc<dyn ServiceModule>>,
     registry: Arc<Registry>,
     /// Stops background work (drainers, sweepers) when the host goes.
@@ -244,9 +278,14 @@ impl ServiceHost {
             Some(c) => Some(Arc::new(ProductModule::build(&c, &mut host).await?)),
             None => None,
         };
+        let order = match host.config.order.clone() {
+            Some(c) => Some(Arc::new(OrderModule::build(&c, &mut host).await?)),
+            None => None,
+        };
         let mut modules: Vec<Arc<dyn ServiceModule>> = Vec::new();
         modules.extend(account.clone().map(|m| m as Arc<dyn ServiceModule>));
         modules.extend(product.clone().map(|m| m as Arc<dyn ServiceModule>));
+        modules.extend(order.clone().map(|m| m as Arc<dyn ServiceModule>));
 
         let background = CancellationToken::new();
         for module in &modules {
@@ -261,6 +300,7 @@ impl ServiceHost {
         Ok(Self {
             product,
             account,
+            order,
             modules,
             registry,
             background,
@@ -277,6 +317,10 @@ impl ServiceHost {
 
     pub fn account(&self) -> Option<&Arc<AccountModule>> {
         self.account.as_ref()
+    }
+
+    pub fn order(&self) -> Option<&Arc<OrderModule>> {
+        self.order.as_ref()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

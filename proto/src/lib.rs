@@ -18,6 +18,12 @@ pub mod account {
     }
 }
 
+pub mod order {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.order.v1");
+    }
+}
+
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("polyscale.admin.v1");
@@ -36,9 +42,13 @@ pub mod metadata {
     pub const COMPONENT_VERSION: &str = "x-polyscale-component-version";
     /// The end client's address, as the gateway saw it (for throttling).
     pub const CLIENT_ADDRESS: &str = "x-polyscale-client-address";
-    /// The gateway's service token (see `polyscale_auth::ServiceTokenIssuer`):
-    /// only a call carrying a valid one has its `CLIENT_ADDRESS` believed.
-    pub const GATEWAY_TOKEN: &str = "x-polyscale-gateway-token";
+    /// A service token (see `polyscale_auth::ServiceTokenIssuer`) naming the
+    /// calling service: only a call carrying the gateway's has its
+    /// `CLIENT_ADDRESS` believed; only the order service's opens
+    /// `InventoryService`.
+    pub const SERVICE_TOKEN: &str = "x-polyscale-service-token";
+    /// The gateway's use of [`SERVICE_TOKEN`].
+    pub const GATEWAY_TOKEN: &str = SERVICE_TOKEN;
     /// `Bearer <access token>`.
     pub const AUTHORIZATION: &str = "authorization";
 }

@@ -93,6 +93,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         "polyscale-guest",
         "-p",
         "account-component",
+        "-p",
+        "order-component",
         "--lib",
     ]);
     let guest_result = run(guests);

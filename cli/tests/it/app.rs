@@ -36,6 +36,73 @@ pub struct TestApp {
     _dbs: Vec<TestDatabase>,
     admin: tokio::sync::OnceCell<String>,
     merchant: tokio::sync::OnceCell<(String, String)>,
+    /// Between the order service and its siblings, when asked for.
+    pub link: Option<FaultyLink>,
+}
+
+/// A network link between services that a test can break: a gRPC proxy
+/// that forwards every call to the services' port, counts calls per method
+/// path, and answers UNAVAILABLE (as a dropped connection would look) for
+/// the method paths it is told to fail.
+pub struct FaultyLink {
+    pub addr: SocketAddr,
+    upstream: Arc<std::sync::OnceLock<Channel>>,
+    failing: Arc<std::sync::Mutex<Vec<String>>>,
+    calls: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl FaultyLink {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream: Arc<std::sync::OnceLock<Channel>> = Default::default();
+        let failing: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let calls: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+        let (up, fail, count) = (upstream.clone(), failing.clone(), calls.clone());
+        let forward = move |request: axum::extract::Request| {
+            let (up, fail, count) = (up.clone(), fail.clone(), count.clone());
+            async move {
+                use axum::response::IntoResponse;
+                use tower::ServiceExt;
+                let path = request.uri().path().to_string();
+                *count.lock().unwrap().entry(path.clone()).or_default() += 1;
+                if fail.lock().unwrap().iter().any(|f| path.starts_with(f.as_str())) {
+                    return tonic::Status::unavailable("link down (test)")
+                        .into_http::<axum::body::Body>()
+                        .into_response();
+                }
+                let channel = up.get().expect("link connected").clone();
+                let request = request.map(tonic::body::Body::new);
+                match channel.oneshot(request).await {
+                    Ok(response) => response.map(axum::body::Body::new).into_response(),
+                    Err(e) => tonic::Status::unavailable(e.to_string()).into_http::<axum::body::Body>().into_response(),
+                }
+            }
+        };
+        let router = axum::Router::new().fallback(forward);
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { addr, upstream, failing, calls }
+    }
+
+    fn connect(&self, grpc: SocketAddr) {
+        let channel = Channel::from_shared(format!("http://{grpc}")).unwrap().connect_lazy();
+        self.upstream.set(channel).expect("connected once");
+    }
+
+    /// Fails every call whose path starts with `prefix`
+    /// (`/polyscale.product.v1.InventoryService/Commit`).
+    pub fn fail(&self, prefix: &str) {
+        self.failing.lock().unwrap().push(prefix.to_string());
+    }
+
+    pub fn heal(&self) {
+        self.failing.lock().unwrap().clear();
+    }
+
+    /// Calls seen whose path starts with `prefix`.
+    pub fn calls(&self, prefix: &str) -> usize {
+        self.calls.lock().unwrap().iter().filter(|(p, _)| p.starts_with(prefix)).map(|(_, n)| n).sum()
+    }
 }
 
 /// Call limits for tests: a short deadline so runaway calls end quickly.
@@ -72,6 +139,18 @@ pub struct Options {
     pub http: Option<polyscale_gateway::ServerLimits>,
     /// Whether the gateway answers introspection (the default: yes).
     pub introspection: bool,
+    /// How often expired stock reservations are released (tests: 100 ms).
+    pub reservation_sweep_interval: Duration,
+    /// The longest a placement's reservation holds, if not the default.
+    pub reservation_hold: Option<Duration>,
+    /// Route the gateway's calls to the services and the order service's
+    /// calls to its siblings through a [`FaultyLink`] (`TestApp::link`).
+    pub faulty_link: bool,
+    /// Deadline of each gateway call to the services, if not the default.
+    pub service_timeout: Option<Duration>,
+    /// Run the `test` payment provider (its webhook secret is generated
+    /// in the data directory: [`TestApp::test_webhook_secret`]).
+    pub test_payments: bool,
 }
 
 impl Options {
@@ -88,6 +167,11 @@ impl Options {
             rate_limits: polyscale_gateway::RateLimits::OFF,
             http: None,
             introspection: true,
+            reservation_sweep_interval: Duration::from_millis(100),
+            reservation_hold: None,
+            faulty_link: false,
+            service_timeout: None,
+            test_payments: false,
         }
     }
 }
@@ -101,7 +185,9 @@ impl TestApp {
         let data_dir = options.data_dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let dbs = match options.backend {
             Backend::Sqlite => Vec::new(),
-            Backend::Postgres => vec![fresh_database().await, fresh_database().await, fresh_database().await],
+            Backend::Postgres => {
+                vec![fresh_database().await, fresh_database().await, fresh_database().await, fresh_database().await]
+            }
         };
         let mut config = EmbeddedConfig::new(data_dir.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -118,6 +204,27 @@ impl TestApp {
         config.product_database_url = dbs.first().map(|d| d.url.clone());
         config.account_database_url = dbs.get(1).map(|d| d.url.clone());
         config.credentials_database_url = dbs.get(2).map(|d| d.url.clone());
+        config.order_database_url = dbs.get(3).map(|d| d.url.clone());
+        config.reservation_sweep_interval = options.reservation_sweep_interval;
+        if let Some(hold) = options.reservation_hold {
+            config.reservation_hold = hold;
+        }
+        if let Some(timeout) = options.service_timeout {
+            config.service_timeout = timeout;
+        }
+        let link = match options.faulty_link {
+            true => Some(FaultyLink::start().await),
+            false => None,
+        };
+        if let Some(link) = &link {
+            let url = format!("http://{}", link.addr);
+            config.order_siblings = Some(polyscale_host::capabilities::siblings::SiblingEndpoints {
+                product: url.clone(),
+                account: url.clone(),
+            });
+            config.gateway_services = Some(url);
+        }
+        config.test_payments = options.test_payments;
         config.product_component = options.product_component;
         config.search = options.search;
         let call_limits = options.limits.unwrap_or_else(test_limits);
@@ -133,6 +240,9 @@ impl TestApp {
         };
         let system = Embedded::build(config).await.expect("system starts");
         let (http, grpc, admin_address) = (system.http_addr(), system.grpc_addr(), system.admin_address());
+        if let Some(link) = &link {
+            link.connect(grpc);
+        }
         let metrics = system.metrics_addr();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -149,6 +259,7 @@ impl TestApp {
             _dbs: dbs,
             admin: Default::default(),
             merchant: Default::default(),
+            link,
         }
     }
 
@@ -160,6 +271,13 @@ impl TestApp {
         }
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    /// The `test` payment provider's webhook secret, as the embedded
+    /// system generated it (tests play the provider and sign with it).
+    pub fn test_webhook_secret(&self) -> polyscale_host::capabilities::payments::WebhookSecret {
+        let file = self.data_dir.path().join("keys").join(polyscale::embedded::TEST_WEBHOOK_SECRET_FILE);
+        polyscale_host::capabilities::payments::WebhookSecret::from_file(&file).expect("the test webhook secret")
     }
 
     pub fn url(&self) -> String {

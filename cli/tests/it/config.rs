@@ -110,6 +110,12 @@ fn bad_configurations_fail_at_start_naming_the_key() {
     let bad_metrics = serve("metrics_listen = \"nowhere\"\n", &[]);
     assert!(bad_metrics.contains("metrics_listen"), "{bad_metrics}");
 
+    let no_secret = serve("[payments.test]\nenabled = true\nwebhook_secret_file = \"missing-secret\"\n", &[]);
+    assert!(no_secret.contains("payments.test.webhook_secret_file"), "{no_secret}");
+    std::fs::write(dir.path().join("short-secret"), "too short").unwrap();
+    let short = serve("[payments.test]\nenabled = true\nwebhook_secret_file = \"short-secret\"\n", &[]);
+    assert!(short.contains("at least 16"), "{short}");
+
     let unknown_env = serve("", &[("POLYSCALE_RUNTIME__NOPE", "1")]);
     assert!(unknown_env.to_lowercase().contains("nope"), "{unknown_env}");
 

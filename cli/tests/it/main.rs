@@ -12,5 +12,7 @@ mod edge;
 mod faults;
 mod graphiql;
 mod hot_swap;
+mod orders;
+mod payments;
 mod search;
 mod sql_isolation;

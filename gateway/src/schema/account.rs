@@ -30,6 +30,19 @@ pub struct Address {
     country: String,
 }
 
+impl From<pb::Address> for Address {
+    fn from(a: pb::Address) -> Self {
+        Address {
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct AddressInput {
     line1: String,
@@ -71,14 +84,7 @@ impl Account {
         self.0.store_name.as_deref()
     }
     async fn default_address(&self) -> Option<Address> {
-        self.0.default_address.clone().map(|a| Address {
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            region: a.region,
-            postal_code: a.postal_code,
-            country: a.country,
-        })
+        self.0.default_address.clone().map(Address::from)
     }
     async fn created_at(&self) -> DateTime<Utc> {
         timestamp(self.0.created_at_ms)
@@ -189,7 +195,7 @@ fn account_payload(
     }
 }
 
-fn address_pb(a: AddressInput) -> pb::Address {
+pub(super) fn address_pb(a: AddressInput) -> pb::Address {
     pb::Address {
         line1: a.line1,
         line2: a.line2,

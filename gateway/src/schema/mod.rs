@@ -1,11 +1,14 @@
 //! The GraphQL schema: one module per domain, merged into the roots.
 
 mod account;
+mod loader;
 mod money;
+mod order;
+mod payment;
 mod product;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use polyscale_proto::product::v1 as product_pb;
@@ -19,10 +22,10 @@ use crate::rate_limit::RateLimiters;
 pub use money::{MinorUnits, Money, MoneyInput};
 
 #[derive(MergedObject, Default)]
-pub struct Query(product::ProductQuery, account::AccountQuery);
+pub struct Query(product::ProductQuery, account::AccountQuery, order::OrderQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(product::ProductMutation, account::AccountMutation);
+pub struct Mutation(product::ProductMutation, account::AccountMutation, order::OrderMutation, payment::PaymentMutation);
 
 pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -54,11 +57,20 @@ pub struct RequestContext {
     pub caller: Option<polyscale_auth::Claims>,
     pub client_address: String,
     categories: OnceCell<HashMap<String, product_pb::Category>>,
+    /// Batches the request's product lookups ([`loader`]); made on first use.
+    products: OnceLock<loader::ProductDataLoader>,
 }
 
 impl RequestContext {
     pub fn new(request_id: String, client_address: String) -> Self {
-        Self { request_id, token: None, caller: None, client_address, categories: OnceCell::new() }
+        Self {
+            request_id,
+            token: None,
+            caller: None,
+            client_address,
+            categories: OnceCell::new(),
+            products: OnceLock::new(),
+        }
     }
 
     pub fn authenticated(mut self, token: String, claims: polyscale_auth::Claims) -> Self {
@@ -83,6 +95,7 @@ impl Clone for RequestContext {
             caller: self.caller.clone(),
             client_address: self.client_address.clone(),
             categories: OnceCell::new(),
+            products: OnceLock::new(),
         }
     }
 }

@@ -16,9 +16,9 @@ const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// A product for sale.
 #[derive(Clone)]
-pub struct Product(pb::Product);
+pub struct Product(pub(crate) pb::Product);
 
-fn timestamp(ms: i64) -> DateTime<Utc> {
+pub(super) fn timestamp(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
@@ -84,10 +84,10 @@ impl Category {
 
 #[derive(SimpleObject)]
 pub struct PageInfo {
-    has_next_page: bool,
-    has_previous_page: bool,
-    start_cursor: Option<String>,
-    end_cursor: Option<String>,
+    pub(super) has_next_page: bool,
+    pub(super) has_previous_page: bool,
+    pub(super) start_cursor: Option<String>,
+    pub(super) end_cursor: Option<String>,
 }
 
 #[derive(SimpleObject)]

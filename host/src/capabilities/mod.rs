@@ -6,5 +6,7 @@
 pub mod context;
 pub mod credentials;
 pub mod logging;
+pub mod payments;
 pub mod search;
+pub mod siblings;
 pub mod sql;

@@ -6,6 +6,8 @@
 //! service contract.
 
 pub mod account;
+pub mod inventory;
+pub mod order;
 pub mod product;
 pub mod roles;
 

@@ -183,6 +183,11 @@ impl<W: Deployable> Slots<W> {
         &self.shared
     }
 
+    /// The longest a call of this kind may run.
+    pub fn call_timeout(&self) -> Duration {
+        self.limits.call.timeout
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
@@ -436,6 +441,11 @@ impl<W: Deployable> ServiceSlot<W> {
 
     pub fn name(&self) -> &str {
         self.slots.kind()
+    }
+
+    /// The longest a call may run.
+    pub fn call_timeout(&self) -> Duration {
+        self.slots.call_timeout()
     }
 
     pub async fn bootstrap(&self, embedded: &[u8]) -> Result<VersionInfo, DeployError> {

@@ -17,7 +17,9 @@ pub struct RuntimeConfig {
     /// Instances alive at once across the process (the pool's size).
     pub max_concurrent_instances: u32,
     /// Calls one slot may have in flight (so one slot, looping or flooded,
-    /// never holds the whole pool); half the pool by default.
+    /// never holds the whole pool). The default pool holds every domain
+    /// slot's quota at once (3 × 128), so a call that nests into a sibling
+    /// (an order placement reserving stock) never finds the pool empty.
     pub max_concurrent_calls_per_slot: u32,
     /// Largest linear memory the pool can hold; per-call limits are lower.
     pub pool_max_memory_bytes: usize,
@@ -32,7 +34,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            max_concurrent_instances: 256,
+            max_concurrent_instances: 384,
             max_concurrent_calls_per_slot: 128,
             pool_max_memory_bytes: 256 << 20,
             keep_resident_bytes: 2 << 20,

@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod module;
 pub mod operator;
+pub mod order;
 pub mod product;
 pub mod search_admin;
 pub mod status;
@@ -13,8 +14,8 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polyscale_auth::{ServiceTokenVerifier, Verifier};
-use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION, GATEWAY_TOKEN, REQUEST_ID};
+use polyscale_auth::{GATEWAY_SUBJECT, ServiceTokenVerifier, Verifier};
+use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, COMPONENT_VERSION, REQUEST_ID, SERVICE_TOKEN};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -78,25 +79,30 @@ impl Authenticator {
         }
         let roles = claims.roles.iter().copied().map(Role::from).collect();
         info.caller = Some(Caller { account_id: claims.sub, roles, session_id: Some(claims.sid) });
+        info.bearer = Some(token.to_string());
         Ok((info, timeout))
     }
 }
 
 impl Authenticator {
-    /// The client's address: the one the gateway vouches for, if the call
-    /// carries a valid gateway token; otherwise the peer's. A gateway token
-    /// that does not verify is refused outright.
+    /// The calling service, if the call carries a service token (one that
+    /// does not verify is refused outright), and the client's address: the
+    /// one the gateway vouches for, if it is the gateway; otherwise the
+    /// peer's.
     fn client_address<T>(&self, request: &Request<T>, info: &mut CallInfo) -> Result<(), Status> {
         let metadata = request.metadata();
-        if let Some(token) = metadata.get(GATEWAY_TOKEN) {
+        if let Some(token) = metadata.get(SERVICE_TOKEN) {
             let verifier =
-                self.gateway.as_ref().ok_or_else(|| status::unauthenticated("this service trusts no gateway"))?;
-            let token = token.to_str().map_err(|_| status::unauthenticated("malformed gateway token"))?;
-            verifier.verify(token).map_err(|e| status::unauthenticated(&format!("gateway token: {e}")))?;
-            if let Some(address) = metadata
-                .get(CLIENT_ADDRESS)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+                self.gateway.as_ref().ok_or_else(|| status::unauthenticated("this service trusts no service key"))?;
+            let token = token.to_str().map_err(|_| status::unauthenticated("malformed service token"))?;
+            let service =
+                verifier.verify(token).map_err(|e| status::unauthenticated(&format!("service token: {e}")))?;
+            info.service = Some(service);
+            if info.service.as_deref() == Some(GATEWAY_SUBJECT)
+                && let Some(address) = metadata
+                    .get(CLIENT_ADDRESS)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
             {
                 info.client_address = address.to_string();
                 return Ok(());

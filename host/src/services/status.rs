@@ -22,6 +22,10 @@ pub fn unauthenticated(message: &str) -> Status {
     with_reason(Code::Unauthenticated, "UNAUTHENTICATED", message)
 }
 
+pub fn forbidden(message: &str) -> Status {
+    with_reason(Code::PermissionDenied, "FORBIDDEN", message)
+}
+
 pub fn domain_error(e: DomainError, request_id: &str) -> Status {
     match e {
         DomainError::Invalid(fields) => {

@@ -7,6 +7,7 @@
 //! capability it cannot view does not compile.
 
 pub mod account;
+pub mod order;
 pub mod product;
 
 use wasmtime::component::Linker;

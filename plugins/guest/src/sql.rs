@@ -117,3 +117,19 @@ impl RowsExt for Rows {
         self.rows.iter().map(|values| Row { columns: &self.columns, values })
     }
 }
+
+/// `$first, $first+1, …` for `n` parameters, e.g. for `IN (…)` lists
+/// appended after `first - 1` other parameters.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_from_first() {
+        assert_eq!(super::placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(super::placeholders(3, 2), "$3, $4");
+        assert_eq!(super::placeholders(1, 0), "");
+    }
+}

@@ -4,10 +4,12 @@
 //! [`migrations`]); the component itself is stateless and instantiated per
 //! call. Authorization is checked here too, not only at the gateway:
 //! merchants may only manage their own products (admins may manage any).
+//! Stock reservations for orders are in [`inventory`].
 
 mod access;
 mod catalog;
 mod indexing;
+mod inventory;
 mod migrations;
 mod search;
 mod validate;

@@ -40,6 +40,28 @@ impl Guest for crate::Component {
                 name: "product versions for search indexing".into(),
                 statements: vec!["ALTER TABLE products ADD COLUMN version BIGINT NOT NULL DEFAULT 1".into()],
             },
+            Migration {
+                version: 3,
+                name: "stock reservations".into(),
+                statements: vec![
+                    "CREATE TABLE reservations (
+                    order_id TEXT PRIMARY KEY,
+                    state TEXT NOT NULL CHECK (state IN ('held', 'committed', 'released')),
+                    expires_at_ms BIGINT NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL
+                )"
+                    .into(),
+                    "CREATE TABLE reservation_lines (
+                    order_id TEXT NOT NULL REFERENCES reservations (order_id),
+                    product_id TEXT NOT NULL,
+                    quantity BIGINT NOT NULL CHECK (quantity > 0),
+                    PRIMARY KEY (order_id, product_id)
+                )"
+                    .into(),
+                    "CREATE INDEX reservations_expiry_idx ON reservations (state, expires_at_ms)".into(),
+                ],
+            },
         ]
     }
 }

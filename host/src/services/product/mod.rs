@@ -1,8 +1,10 @@
 //! `ProductService` over gRPC, served by the active product component.
 
 mod documents;
+mod inventory;
 
 pub use documents::ProductDocuments;
+pub use inventory::InventoryApi;
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use pb::product_service_server::ProductService;
 use polyscale_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use pb::inventory_service_server::InventoryServiceServer;
 use pb::product_service_server::ProductServiceServer;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -180,6 +183,8 @@ pub struct ProductModule {
     documents: Arc<ProductDocuments>,
     /// Whether the indexes were ready at start (if not, a task retries).
     indexes_ready: bool,
+    /// How often expired stock reservations are released.
+    sweep_interval: std::time::Duration,
 }
 
 impl ProductModule {
@@ -199,7 +204,7 @@ impl ProductModule {
                 false
             }
         };
-        Ok(Self { slot, documents, indexes_ready })
+        Ok(Self { slot, documents, indexes_ready, sweep_interval: config.reservation_sweep_interval })
     }
 
     pub fn slot(&self) -> &Arc<ProductSlot> {
@@ -218,7 +223,9 @@ impl ServiceModule for ProductModule {
 
     fn register(&self, auth: &Authenticator, planes: &mut Planes) {
         planes.grpc.add_service(ProductServiceServer::new(ProductApi::new(self.slot.clone(), auth.clone())));
+        planes.grpc.add_service(InventoryServiceServer::new(InventoryApi::new(self.slot.clone(), auth.clone())));
         planes.health.push(<ProductServiceServer<ProductApi> as NamedService>::NAME);
+        planes.health.push(<InventoryServiceServer<InventoryApi> as NamedService>::NAME);
         planes.add_slot(self.name(), self.slot.clone());
         planes.add_index("products", self.search().clone(), self.documents.clone());
     }
@@ -229,5 +236,6 @@ impl ServiceModule for ProductModule {
             tokio::spawn(rebuild::ensure_indexes_until_ready(search.clone(), self.documents.clone(), stop.clone()));
         }
         outbox::spawn_drainer(self.slot.shared().db.clone(), search, stop.clone());
+        inventory::spawn_reservation_sweeper(self.slot.clone(), self.sweep_interval, stop.clone());
     }
 }

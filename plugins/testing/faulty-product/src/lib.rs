@@ -24,7 +24,8 @@
 //! exists (then a migration whose statement is not SQL) or
 //! `migration:trap` does (then it traps).
 //!
-//! Every other export answers `internal`.
+//! Every other export (`inventory` and its upkeep included) answers
+//! `internal`.
 
 use polyscale_guest::bindings::types::{DomainError, Money, PageRequest};
 use polyscale_guest::sql::{self, Value};
@@ -48,6 +49,7 @@ use bindings::exports::polyscale::commerce::products::{
     Category, Guest, NewCategory, NewProduct, Product, ProductPage, ProductPatch, ProductSearch, ProductSearchPage,
 };
 use bindings::exports::polyscale::commerce::searchable::{self, DocumentPage, IndexSchema};
+use bindings::exports::polyscale::commerce::{inventory, inventory_upkeep};
 
 struct Component;
 
@@ -229,6 +231,32 @@ impl Guest for Component {
     fn list_categories() -> Result<Vec<Category>, DomainError> {
         unsupported()
     }
+}
+
+impl inventory::Guest for Component {
+    fn reserve(
+        _: String,
+        _: Vec<inventory::StockLine>,
+        _: i64,
+    ) -> Result<inventory::ReservationState, inventory::ReserveError> {
+        Err(inventory::ReserveError::Failed(not_here()))
+    }
+    fn commit(_: String) -> Result<(), DomainError> {
+        Err(not_here())
+    }
+    fn release(_: String) -> Result<(), DomainError> {
+        Err(not_here())
+    }
+}
+
+impl inventory_upkeep::Guest for Component {
+    fn release_expired(_: u32) -> Result<u32, DomainError> {
+        Ok(0)
+    }
+}
+
+fn not_here() -> DomainError {
+    DomainError::Internal("the faulty product component keeps no stock".into())
 }
 
 bindings::export!(Component with_types_in bindings);

@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "polyscale/product/v1/product.proto",
     "polyscale/account/v1/account.proto",
     "polyscale/order/v1/order.proto",
+    "polyscale/plugin/v1/plugin.proto",
     "polyscale/admin/v1/components.proto",
 ];
 

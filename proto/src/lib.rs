@@ -24,6 +24,12 @@ pub mod order {
     }
 }
 
+pub mod plugin {
+    pub mod v1 {
+        tonic::include_proto!("polyscale.plugin.v1");
+    }
+}
+
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("polyscale.admin.v1");

@@ -43,6 +43,7 @@ pub struct Config {
     pub account: AccountSection,
     pub order: OrderSection,
     pub payments: PaymentsSection,
+    pub plugins: PluginsSection,
     pub gateway: GatewaySection,
     pub admin: AdminSection,
 }
@@ -112,6 +113,85 @@ pub struct ComponentsSection {
     pub max_upload_bytes: usize,
     /// Memory for compiled components, shared by every slot.
     pub compiled_cache_bytes: u64,
+}
+
+/// Merchant plugins (docs/plugins.md): the limits of each call (defaults
+/// after Shopify Functions'), uploads, their own instance pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Instructions (wasmtime fuel) per call for carts of up to
+    /// `lines_in_base_fuel` lines; larger carts get proportionally more.
+    pub fuel: u64,
+    pub lines_in_base_fuel: usize,
+    pub max_memory_bytes: usize,
+    pub max_stack_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    pub max_input_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_log_bytes: usize,
+    /// Largest plugin upload.
+    pub max_upload_bytes: usize,
+    /// Plugin instances alive at once (their own pool).
+    pub max_concurrent_instances: u32,
+    pub max_concurrent_calls_per_plugin: u32,
+    /// Memory for compiled plugins.
+    pub compiled_cache_bytes: u64,
+    /// Failed calls' inputs kept per plugin, and for how long.
+    pub keep_failed_inputs: usize,
+    #[serde(with = "humantime_serde")]
+    pub keep_failed_inputs_for: Duration,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        let d = polyscale_host::plugins::PluginConfig::default();
+        Self {
+            fuel: d.limits.fuel,
+            lines_in_base_fuel: d.limits.lines_in_base_fuel,
+            max_memory_bytes: d.limits.max_memory_bytes,
+            max_stack_bytes: d.limits.max_stack_bytes,
+            call_timeout: d.limits.timeout,
+            max_input_bytes: d.limits.max_input_bytes,
+            max_output_bytes: d.limits.max_output_bytes,
+            max_log_bytes: d.limits.max_log_bytes,
+            max_upload_bytes: d.max_upload_bytes,
+            max_concurrent_instances: d.max_concurrent_instances,
+            max_concurrent_calls_per_plugin: d.max_concurrent_calls_per_plugin,
+            compiled_cache_bytes: d.compiled_cache_bytes,
+            keep_failed_inputs: d.keep_failed_inputs,
+            keep_failed_inputs_for: d.keep_failed_inputs_for,
+        }
+    }
+}
+
+impl PluginsSection {
+    /// The host's plugin configuration; compiled plugins are cached on disk
+    /// in `cache_dir`.
+    pub fn host_config(&self, cache_dir: Option<PathBuf>) -> polyscale_host::plugins::PluginConfig {
+        use polyscale_host::plugins::{PluginConfig, PluginLimits};
+        PluginConfig {
+            limits: PluginLimits {
+                fuel: self.fuel,
+                lines_in_base_fuel: self.lines_in_base_fuel,
+                max_memory_bytes: self.max_memory_bytes,
+                max_stack_bytes: self.max_stack_bytes,
+                timeout: self.call_timeout,
+                max_input_bytes: self.max_input_bytes,
+                max_output_bytes: self.max_output_bytes,
+                max_log_bytes: self.max_log_bytes,
+            },
+            max_upload_bytes: self.max_upload_bytes,
+            max_concurrent_instances: self.max_concurrent_instances,
+            max_concurrent_calls_per_plugin: self.max_concurrent_calls_per_plugin,
+            compiled_cache_bytes: self.compiled_cache_bytes,
+            cache_dir,
+            keep_failed_inputs: self.keep_failed_inputs,
+            keep_failed_inputs_for: self.keep_failed_inputs_for,
+            ..PluginConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,6 +405,7 @@ impl Default for Config {
             account: AccountSection::default(),
             order: OrderSection::default(),
             payments: PaymentsSection::default(),
+            plugins: PluginsSection::default(),
             gateway: GatewaySection::default(),
             admin: AdminSection::default(),
         }

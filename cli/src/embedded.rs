@@ -67,6 +67,8 @@ pub struct EmbeddedConfig {
     pub reservation_hold: Duration,
     /// Run the `test` payment provider.
     pub test_payments: bool,
+    /// Merchant plugins: limits, pool, upload cap.
+    pub plugins: polyscale_host::plugins::PluginConfig,
     /// Its webhook signing secret; default
     /// `DATA_DIR/keys/payments-test-webhook-secret`, created on first start.
     pub test_payments_webhook_secret_file: Option<PathBuf>,
@@ -114,7 +116,7 @@ pub struct EmbeddedConfig {
 impl EmbeddedConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
-        Self {
+        let mut config = Self {
             runtime: RuntimeConfig { cache_dir: Some(data_dir.join("cache")), ..RuntimeConfig::default() },
             data_dir,
             listen: ([127, 0, 0, 1], 8080).into(),
@@ -130,6 +132,10 @@ impl EmbeddedConfig {
             order_upkeep_interval: server::DEFAULT_ORDER_UPKEEP_INTERVAL,
             reservation_hold: server::DEFAULT_RESERVATION_HOLD,
             test_payments: false,
+            plugins: polyscale_host::plugins::PluginConfig {
+                cache_dir: None,
+                ..polyscale_host::plugins::PluginConfig::default()
+            },
             test_payments_webhook_secret_file: None,
             order_siblings: None,
             gateway_services: None,
@@ -153,7 +159,9 @@ impl EmbeddedConfig {
             refresh_token_ttl: credentials::DEFAULT_REFRESH_TTL,
             ended_session_retention: credentials::DEFAULT_ENDED_SESSION_RETENTION,
             sweep_every: credentials::DEFAULT_SWEEP_EVERY,
-        }
+        };
+        config.plugins.cache_dir = config.runtime.cache_dir.clone();
+        config
     }
 
     /// The embedded system the configuration describes.
@@ -170,8 +178,11 @@ impl EmbeddedConfig {
                 timeout: r.call_timeout,
                 max_memory_bytes: r.call_max_memory_bytes,
                 max_table_elements: r.call_max_table_elements,
+                fuel: None,
             },
+            ..RuntimeConfig::default()
         };
+        embedded.plugins = config.plugins.host_config(r.disk_cache.then(|| config.data_dir.join("cache")));
         embedded.listen = config.listen;
         embedded.grpc_listen = config.grpc_listen;
         embedded.metrics_listen = config.metrics_listen;
@@ -379,6 +390,7 @@ impl Embedded {
             upkeep_interval: config.order_upkeep_interval,
             reservation_hold: config.reservation_hold,
             payments,
+            plugins: config.plugins.clone(),
         });
         // The gateway and the services share a secret for this process's
         // life: the services believe the client addresses the gateway

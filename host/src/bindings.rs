@@ -76,3 +76,34 @@ pub mod order {
         },
     });
 }
+
+/// The merchant plugin worlds (`polyscale:plugin@1.0.0`, a package of its
+/// own). `types` and `log` are generated once, with `pricing`, and reused by
+/// `validation`.
+pub mod plugin {
+    pub mod pricing {
+        wasmtime::component::bindgen!({
+            world: "polyscale:plugin/pricing",
+            path: "../wit/plugin",
+            imports: { default: trappable },
+            exports: { default: async },
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+        });
+    }
+
+    pub mod validation {
+        wasmtime::component::bindgen!({
+            world: "polyscale:plugin/validation",
+            path: "../wit/plugin",
+            imports: { default: trappable },
+            exports: { default: async },
+            additional_derives: [PartialEq],
+            with: {
+                "polyscale:plugin/types": super::pricing::polyscale::plugin::types,
+                "polyscale:plugin/log": super::pricing::polyscale::plugin::log,
+            },
+        });
+    }
+
+    pub use pricing::polyscale::plugin::{log, types};
+}

@@ -115,6 +115,8 @@ pub struct OrderServiceConfig {
     pub reservation_hold: std::time::Duration,
     /// The payment providers and their secrets (`manual` always).
     pub payments: crate::capabilities::payments::PaymentsConfig,
+    /// The merchant plugins this service runs: limits, pool, upload cap.
+    pub plugins: crate::plugins::PluginConfig,
 }
 
 /// Default [`OrderServiceConfig::reservation_hold`].
@@ -187,6 +189,8 @@ pub enum StartError {
     Search(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("merchant plugins: {0}")]
+    Plugins(#[from] crate::plugins::PluginStartError),
 }
 
 /// What a service module gets while it is built: the configuration, the
@@ -200,6 +204,11 @@ pub struct HostContext {
 impl HostContext {
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// The registry (its component store holds merchant plugins too).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Opens a service's database.

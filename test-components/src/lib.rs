@@ -8,5 +8,8 @@
 //!   docs).
 //! - [`HOSTILE_ACCOUNT`]: an `account-service` component that tries to
 //!   mint tokens and sessions for accounts it never proved.
+//! - [`HOSTILE_PLUGIN`]: a merchant pricing plugin that discounts, or
+//!   loops, hoards memory, recurses, floods, traps or lies, by its `mode`
+//!   setting (see its crate docs).
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));

@@ -151,6 +151,8 @@ pub struct Options {
     /// Run the `test` payment provider (its webhook secret is generated
     /// in the data directory: [`TestApp::test_webhook_secret`]).
     pub test_payments: bool,
+    /// Merchant plugin configuration, if not the default.
+    pub plugins: Option<polyscale_host::plugins::PluginConfig>,
 }
 
 impl Options {
@@ -172,6 +174,7 @@ impl Options {
             faulty_link: false,
             service_timeout: None,
             test_payments: false,
+            plugins: None,
         }
     }
 }
@@ -225,6 +228,8 @@ impl TestApp {
             config.gateway_services = Some(url);
         }
         config.test_payments = options.test_payments;
+        config.plugins = options.plugins.unwrap_or_default();
+        config.plugins.cache_dir = Some(shared_cache());
         config.product_component = options.product_component;
         config.search = options.search;
         let call_limits = options.limits.unwrap_or_else(test_limits);

@@ -14,5 +14,6 @@ mod graphiql;
 mod hot_swap;
 mod orders;
 mod payments;
+mod plugins;
 mod search;
 mod sql_isolation;

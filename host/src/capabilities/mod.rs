@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod credentials;
+pub mod extensions;
 pub mod logging;
 pub mod payments;
 pub mod search;

@@ -58,11 +58,24 @@ impl From<wit::CartAnswer> for pb::CartAnswer {
                         previous_unit_price: l.previous_unit_price.and_then(money),
                         available: l.available,
                         purchasable: l.purchasable,
+                        discount: money(l.discount),
+                        notes: l.notes,
                     })
                     .collect(),
                 totals: c.totals.into_iter().filter_map(money).collect(),
                 item_count: c.item_count,
                 updated_at_ms: c.updated_at_ms,
+                issues: c
+                    .issues
+                    .into_iter()
+                    .map(|i| pb::CartIssue {
+                        merchant_id: i.merchant_id,
+                        code: i.code,
+                        message: i.message,
+                        field: i.field,
+                        blocking: i.blocking,
+                    })
+                    .collect(),
             }),
             guest_token: a.guest_token,
         }
@@ -136,6 +149,8 @@ impl From<wit::Order> for pb::Order {
                     unit_price: money(l.unit_price),
                     line_total: money(l.line_total),
                     fulfilled_quantity: l.fulfilled_quantity,
+                    discount: money(l.discount),
+                    notes: l.notes,
                 })
                 .collect(),
             total: money(o.total),

@@ -65,6 +65,13 @@ impl From<SqlError> for DeployError {
 /// work a version does before it goes live. Domain worlds apply their
 /// migrations here; the default does nothing.
 pub trait Deployable: World {
+    /// Checks a compiled component before it is linked, to refuse what the
+    /// world never accepts with a clearer message than linking gives (an
+    /// import it may not have, a contract version it does not run).
+    fn check(_component: &Component) -> Result<(), DeployError> {
+        Ok(())
+    }
+
     fn before_activation<'a>(
         _slots: &'a Slots<Self>,
         _slot: &'a SlotKey,
@@ -355,6 +362,7 @@ impl<W: Deployable> Slots<W> {
             .await
             .map_err(|e| DeployError::InvalidComponent(format!("compilation panicked: {e}")))?
             .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
+        W::check(&component)?;
         let range = component.image_range();
         let bytes = (range.end as usize).saturating_sub(range.start as usize) as u64;
         tracing::debug!(kind = %self.kind, version, bytes, elapsed = ?started.elapsed(), "component loaded");
@@ -396,6 +404,36 @@ impl<W: Deployable> Slots<W> {
         let pre = self.compiled(&version.version).await.map_err(|e| CallError::Unavailable(e.to_string()))?;
         let value = self.call_pre(&pre, &version.version, info, timeout, f).await?;
         Ok(Served { value, version: version.version.clone() })
+    }
+
+    /// Calls a stored version of `owner`'s slot, active or not (a dry run),
+    /// under the slot's quota and the kind's limits.
+    pub async fn call_version<T, F>(
+        &self,
+        owner: &str,
+        version: &str,
+        info: CallInfo,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<Served<T>, DeployError>
+    where
+        F: for<'a> FnOnce(&'a W::Exports, &'a mut WorldStore<W>) -> BoxFuture<'a, wasmtime::Result<T>>,
+    {
+        let key = self.key(owner);
+        let info_version =
+            self.registry.store.resolve(&key, version).await?.ok_or_else(|| DeployError::UnknownVersion {
+                component: key.to_string(),
+                version: version.to_string(),
+            })?;
+        let slot = self.slot(owner).await?;
+        let deadline = timeout.map_or(self.limits.call.timeout, |t| t.min(self.limits.call.timeout));
+        let _permit = match tokio::time::timeout(deadline, slot.calls.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(DeployError::Failed(CallError::Overloaded(format!("slot {key} is busy")))),
+        };
+        let pre = self.compiled(&info_version.version).await?;
+        let value = self.call_pre(&pre, &info_version.version, info, Some(deadline), f).await?;
+        Ok(Served { value, version: info_version.version })
     }
 
     /// Calls a given compiled version (activation steps use it on the

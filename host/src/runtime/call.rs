@@ -16,6 +16,8 @@ pub enum CallError {
     Timeout { timeout: Duration },
     #[error("component exceeded its memory limit: {0}")]
     MemoryExhausted(String),
+    #[error("component ran out of fuel (its instruction budget)")]
+    FuelExhausted,
     #[error("component trapped: {0}")]
     Trapped(String),
     #[error("the host is at capacity: {0}")]
@@ -32,8 +34,13 @@ impl CallError {
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout { timeout },
+            Some(Trap::OutOfFuel) => CallError::FuelExhausted,
             Some(Trap::AllocationTooLarge) => CallError::MemoryExhausted(error.to_string()),
-            _ => {
+            Some(trap) => {
+                // The trap's kind first, then the context and backtrace.
+                CallError::Trapped(format!("{trap}\n{error:#}"))
+            }
+            None => {
                 let message = format!("{error:#}");
                 // The pooling allocator refuses instances past its size.
                 if message.contains("maximum concurrent") || message.contains("pooling allocator") {

@@ -27,6 +27,15 @@ pub struct RuntimeConfig {
     pub keep_resident_bytes: usize,
     /// Where compiled components are cached between runs; None disables.
     pub cache_dir: Option<PathBuf>,
+    /// Meter instructions (wasmtime fuel): every call then needs
+    /// [`CallLimits::fuel`]. For merchant plugins, whose budget must not
+    /// depend on the machine's speed.
+    pub fuel: bool,
+    /// Largest native stack guest code may use (wasmtime's default if None).
+    pub max_wasm_stack_bytes: Option<usize>,
+    /// Core instances one component may have in the pool (a Rust wasip2
+    /// component has a few; Python and JavaScript ones a dozen or more).
+    pub core_instances_per_component: u32,
     /// Default limits for domain component calls.
     pub call_limits: CallLimits,
 }
@@ -39,6 +48,9 @@ impl Default for RuntimeConfig {
             pool_max_memory_bytes: 256 << 20,
             keep_resident_bytes: 2 << 20,
             cache_dir: None,
+            fuel: false,
+            max_wasm_stack_bytes: None,
+            core_instances_per_component: 8,
             call_limits: CallLimits::default(),
         }
     }
@@ -57,13 +69,21 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
         wasm.wasm_component_model(true);
+        wasm.consume_fuel(config.fuel);
+        if let Some(stack) = config.max_wasm_stack_bytes {
+            wasm.max_wasm_stack(stack);
+        }
 
         let instances = config.max_concurrent_instances;
+        let per_component = config.core_instances_per_component.max(1);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
             // A Rust wasip2 component is a few core instances (main module,
             // shims) with one memory and a couple of tables.
-            .total_core_instances(instances * 8)
+            .total_core_instances(instances * per_component)
+            .max_core_instances_per_component(per_component)
+            .max_memories_per_component(per_component.min(16))
+            .max_tables_per_component(per_component * 2)
             .total_memories(instances * 2)
             .total_tables(instances * 4)
             .total_stacks(instances)

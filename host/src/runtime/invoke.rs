@@ -35,9 +35,18 @@ impl Runtime {
         let deadline = started + timeout;
         let mut info = info;
         info.deadline = Some(deadline);
-        let state = CallState::new(info, limits, W::caps(shared));
+        let caps = W::caps(shared);
+        let wasi = W::wasi(&info, &caps);
+        let state = CallState::new(info, limits, wasi, caps);
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        if self.config().fuel {
+            // Without a budget a metered call could not even instantiate.
+            let fuel = limits.fuel.unwrap_or(0);
+            if let Err(e) = store.set_fuel(fuel) {
+                return Err(CallError::Unavailable(format!("setting the fuel budget: {e}")));
+            }
+        }
         // Guest code runs until the next epoch tick, then hands its worker
         // thread back to tokio (so a busy loop never stalls other tasks) and
         // carries on for another tick; past its wall-clock deadline it traps.
@@ -64,6 +73,7 @@ impl Runtime {
             Ok(_) => "ok",
             Err(CallError::Timeout { .. }) => "timeout",
             Err(CallError::MemoryExhausted(_)) => "memory_exhausted",
+            Err(CallError::FuelExhausted) => "fuel_exhausted",
             Err(_) => "trap",
         };
         metrics::histogram!("polyscale_component_call_seconds", "component" => component.clone(), "outcome" => label)

@@ -12,11 +12,15 @@ pub struct CallLimits {
     pub max_memory_bytes: usize,
     /// Most table elements one table may hold.
     pub max_table_elements: usize,
+    /// Instructions (wasmtime fuel) the call may execute, instantiation
+    /// included; only on an engine built with fuel metering
+    /// ([`RuntimeConfig::fuel`](super::RuntimeConfig::fuel)).
+    pub fuel: Option<u64>,
 }
 
 impl Default for CallLimits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), max_memory_bytes: 64 << 20, max_table_elements: 100_000 }
+        Self { timeout: Duration::from_secs(10), max_memory_bytes: 64 << 20, max_table_elements: 100_000, fuel: None }
     }
 }
 
@@ -33,11 +37,22 @@ pub struct MemoryLimitExceeded {
 pub struct MemoryLimiter {
     max_memory_bytes: usize,
     max_table_elements: usize,
+    /// The largest linear memory any instance of the call grew to.
+    peak_memory_bytes: usize,
 }
 
 impl MemoryLimiter {
     pub fn new(limits: &CallLimits) -> Self {
-        Self { max_memory_bytes: limits.max_memory_bytes, max_table_elements: limits.max_table_elements }
+        Self {
+            max_memory_bytes: limits.max_memory_bytes,
+            max_table_elements: limits.max_table_elements,
+            peak_memory_bytes: 0,
+        }
+    }
+
+    /// The largest linear memory the call's instances reached.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory_bytes
     }
 }
 
@@ -46,6 +61,7 @@ impl ResourceLimiter for MemoryLimiter {
         if desired > self.max_memory_bytes {
             return Err(MemoryLimitExceeded { limit: self.max_memory_bytes, desired }.into());
         }
+        self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
         Ok(true)
     }
 
@@ -53,15 +69,17 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(desired <= self.max_table_elements)
     }
 
+    // Interpreted languages' components (Python, JavaScript) are a dozen
+    // or more core instances with their own memories and tables.
     fn instances(&self) -> usize {
-        32
+        64
     }
 
     fn memories(&self) -> usize {
-        8
+        16
     }
 
     fn tables(&self) -> usize {
-        16
+        64
     }
 }

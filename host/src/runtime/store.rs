@@ -22,17 +22,25 @@ pub struct CallState<C> {
 }
 
 impl<C> CallState<C> {
+    pub fn new(call: CallInfo, limits: &CallLimits, wasi: WasiCtx, caps: C) -> Self {
+        Self { wasi, limiter: MemoryLimiter::new(limits), table: ResourceTable::new(), call, caps }
+    }
+
     /// WASI with nothing granted: no files, sockets, environment or
     /// arguments; stdout/stderr go to the logs.
-    pub fn new(call: CallInfo, limits: &CallLimits, caps: C) -> Self {
-        let wasi = WasiCtx::builder()
+    pub fn closed_wasi(call: &CallInfo) -> WasiCtx {
+        WasiCtx::builder()
             .stdout(GuestOutput::new("stdout", &call.component, &call.request_id))
             .stderr(GuestOutput::new("stderr", &call.component, &call.request_id))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .build();
-        Self { wasi, limiter: MemoryLimiter::new(limits), table: ResourceTable::new(), call, caps }
+            .build()
+    }
+
+    /// The largest linear memory the call's instances reached.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.limiter.peak_memory_bytes()
     }
 
     pub fn call(&self) -> &CallInfo {

@@ -7,7 +7,10 @@ use std::pin::Pin;
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
+use wasmtime_wasi::WasiCtx;
+
 use super::CallState;
+use crate::call::CallInfo;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -40,4 +43,9 @@ pub trait World: Send + Sync + Sized + 'static {
     ) -> BoxFuture<'a, wasmtime::Result<Self::Exports>>;
     /// The capability state for one call.
     fn caps(shared: &Self::Shared) -> Self::Caps;
+    /// The call's WASI context (for the WASI interfaces the world links):
+    /// by default nothing granted, stdout/stderr to the logs.
+    fn wasi(call: &CallInfo, _caps: &Self::Caps) -> WasiCtx {
+        CallState::<Self::Caps>::closed_wasi(call)
+    }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod module;
 pub mod operator;
 pub mod order;
+pub mod plugin;
 pub mod product;
 pub mod search_admin;
 pub mod status;

@@ -22,6 +22,10 @@ pub fn unauthenticated(message: &str) -> Status {
     with_reason(Code::Unauthenticated, "UNAUTHENTICATED", message)
 }
 
+pub fn failed_precondition(reason: &str, message: &str) -> Status {
+    with_reason(Code::FailedPrecondition, reason, message)
+}
+
 pub fn forbidden(message: &str) -> Status {
     with_reason(Code::PermissionDenied, "FORBIDDEN", message)
 }
@@ -62,6 +66,9 @@ pub fn call_error(e: CallError, request_id: &str) -> Status {
     match e {
         CallError::Timeout { timeout } => {
             with_reason(Code::DeadlineExceeded, "TIMEOUT", format!("the call did not finish within {timeout:?}"))
+        }
+        CallError::FuelExhausted => {
+            with_reason(Code::ResourceExhausted, "FUEL_LIMIT", "the call exceeded its instruction budget")
         }
         CallError::MemoryExhausted(_) => {
             with_reason(Code::ResourceExhausted, "MEMORY_LIMIT", "the call exceeded its memory limit")

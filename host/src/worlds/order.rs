@@ -1,11 +1,13 @@
 //! The `order-service` world: the domain base + the sibling views
 //! (`catalog`, `inventory`, `customers`), answered over gRPC, and
-//! `payments`, answered by the providers this host holds.
+//! `payments`, answered by the providers this host holds, and
+//! `extensions`, answered by the merchant plugin runner.
 
 use std::sync::Arc;
 
 use super::domain_world;
 use crate::bindings::order::{OrderService, OrderServicePre};
+use crate::capabilities::extensions::{self, Extensions, ExtensionsCtxView, ExtensionsView};
 use crate::capabilities::payments::{self, PaymentProviders, PaymentsCtxView, PaymentsView};
 use crate::capabilities::siblings::{self, Siblings, SiblingsCtxView, SiblingsView};
 use crate::capabilities::sql::SqlCtx;
@@ -21,6 +23,8 @@ pub struct OrderShared {
     pub siblings: Arc<Siblings>,
     /// The payment providers (their keys stay here).
     pub payments: Arc<PaymentProviders>,
+    /// The merchants' plugins.
+    pub extensions: Arc<dyn Extensions>,
 }
 
 /// One order call's capabilities.
@@ -28,6 +32,7 @@ pub struct OrderCaps {
     sql: SqlCtx,
     siblings: Arc<Siblings>,
     payments: Arc<PaymentProviders>,
+    extensions: Arc<dyn Extensions>,
 }
 
 impl OrderCaps {
@@ -36,6 +41,7 @@ impl OrderCaps {
             sql: SqlCtx::new(shared.db.clone(), shared.sql_limits),
             siblings: shared.siblings.clone(),
             payments: shared.payments.clone(),
+            extensions: shared.extensions.clone(),
         }
     }
 }
@@ -46,10 +52,18 @@ impl PaymentsView for CallState<OrderCaps> {
     }
 }
 
-/// The order world's own capabilities: the sibling views and payments.
+impl ExtensionsView for CallState<OrderCaps> {
+    fn extensions(&mut self) -> ExtensionsCtxView<'_> {
+        ExtensionsCtxView { extensions: &self.caps.extensions, call: &self.call }
+    }
+}
+
+/// The order world's own capabilities: the sibling views, payments and
+/// the merchants' plugins.
 fn link_order_caps(linker: &mut wasmtime::component::Linker<CallState<OrderCaps>>) -> wasmtime::Result<()> {
     siblings::add_to_linker(linker)?;
-    payments::add_to_linker(linker)
+    payments::add_to_linker(linker)?;
+    extensions::add_to_linker(linker)
 }
 
 impl SiblingsView for CallState<OrderCaps> {

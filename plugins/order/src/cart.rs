@@ -45,8 +45,10 @@ use polyscale_guest::bindings::types::DomainError;
 use polyscale_guest::sql::{self, RowsExt, Transaction};
 use polyscale_guest::{CallContext, FieldErrors, Invalid, call_context, ids, log, params};
 
-use crate::bindings::exports::polyscale::commerce::orders::{Cart, CartAnswer, CartLine, CartRef};
+use crate::bindings::exports::polyscale::commerce::orders::{Cart, CartAnswer, CartIssue, CartLine, CartRef};
 use crate::bindings::polyscale::commerce::catalog::{self, CatalogItem};
+use crate::bindings::polyscale::commerce::extensions::{ExtensionLine, Step};
+use crate::pricing;
 use crate::support::{line_total, money, random_token, sha256_hex};
 
 /// Most units of one product in a cart line.
@@ -239,13 +241,27 @@ fn open(ctx: &CallContext, which: &CartRef, tx: &Transaction, create: bool) -> R
 }
 
 fn empty_cart() -> Cart {
-    Cart { id: String::new(), lines: Vec::new(), totals: Vec::new(), item_count: 0, updated_at_ms: 0 }
+    Cart {
+        id: String::new(),
+        lines: Vec::new(),
+        totals: Vec::new(),
+        item_count: 0,
+        issues: Vec::new(),
+        updated_at_ms: 0,
+    }
+}
+
+/// A cart's lines priced with the catalog's items (before plugins), the
+/// totals per currency and the item count.
+struct PricedCart {
+    lines: Vec<CartLine>,
+    totals: Vec<polyscale_guest::Money>,
+    item_count: i64,
 }
 
 /// Prices stored lines with the catalog's items.
-fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> (Vec<CartLine>, Vec<polyscale_guest::Money>, i64) {
+fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> PricedCart {
     let by_id: HashMap<&str, &CatalogItem> = items.iter().map(|i| (i.id.as_str(), i)).collect();
-    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     let mut item_count: i64 = 0;
     let priced = lines
         .into_iter()
@@ -254,8 +270,6 @@ fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> (Vec<CartLine>,
             match by_id.get(line.product_id.as_str()) {
                 Some(item) => {
                     let total = line_total(item.price.amount, line.quantity).unwrap_or(i64::MAX);
-                    let sum = totals.entry(item.price.currency.clone()).or_insert(0);
-                    *sum = sum.saturating_add(total);
                     let changed = line.added_amount != item.price.amount || line.added_currency != item.price.currency;
                     CartLine {
                         product_id: line.product_id,
@@ -263,7 +277,9 @@ fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> (Vec<CartLine>,
                         name: item.name.clone(),
                         quantity: line.quantity,
                         unit_price: item.price.clone(),
+                        discount: money(0, &item.price.currency),
                         line_total: money(total, &item.price.currency),
+                        notes: Vec::new(),
                         previous_unit_price: changed.then(|| money(line.added_amount, &line.added_currency)),
                         available: item.available,
                         purchasable: true,
@@ -275,7 +291,9 @@ fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> (Vec<CartLine>,
                     name: String::new(),
                     quantity: line.quantity,
                     unit_price: money(0, &line.added_currency),
+                    discount: money(0, &line.added_currency),
                     line_total: money(0, &line.added_currency),
+                    notes: Vec::new(),
                     previous_unit_price: None,
                     available: 0,
                     purchasable: false,
@@ -283,8 +301,58 @@ fn price_lines(lines: Vec<StoredLine>, items: &[CatalogItem]) -> (Vec<CartLine>,
             }
         })
         .collect();
-    let totals = totals.into_iter().map(|(currency, amount)| money(amount, &currency)).collect();
-    (priced, totals, item_count)
+    let mut cart = PricedCart { lines: priced, totals: Vec::new(), item_count };
+    cart.totals = totals(&cart.lines);
+    cart
+}
+
+/// One total per currency (alphabetical) over the purchasable lines.
+fn totals(lines: &[CartLine]) -> Vec<polyscale_guest::Money> {
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    for line in lines.iter().filter(|l| l.purchasable) {
+        let sum = totals.entry(line.line_total.currency.clone()).or_insert(0);
+        *sum = sum.saturating_add(line.line_total.amount);
+    }
+    totals.into_iter().map(|(currency, amount)| money(amount, &currency)).collect()
+}
+
+/// Applies the merchants' plugins to the purchasable lines: their prices,
+/// discounts and notes, the totals again, and what the plugins say.
+fn apply_plugins(cart: &mut PricedCart) -> Vec<CartIssue> {
+    let positions: Vec<usize> = (0..cart.lines.len()).filter(|&i| cart.lines[i].purchasable).collect();
+    let sent: Vec<ExtensionLine> = positions
+        .iter()
+        .map(|&i| {
+            let l = &cart.lines[i];
+            ExtensionLine {
+                product_id: l.product_id.clone(),
+                merchant_id: l.merchant_id.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price.clone(),
+            }
+        })
+        .collect();
+    let priced = pricing::apply(Step::Cart, sent, &positions);
+    for (&i, p) in positions.iter().zip(priced.lines) {
+        let line = &mut cart.lines[i];
+        let gross = line_total(p.unit_price.amount, line.quantity).unwrap_or(i64::MAX);
+        line.line_total = money(gross.saturating_sub(p.discount), &p.unit_price.currency);
+        line.discount = money(p.discount, &p.unit_price.currency);
+        line.unit_price = p.unit_price;
+        line.notes = p.notes;
+    }
+    cart.totals = totals(&cart.lines);
+    priced
+        .issues
+        .into_iter()
+        .map(|i| CartIssue {
+            merchant_id: i.merchant_id,
+            code: i.code,
+            message: i.message,
+            field: i.target,
+            blocking: i.blocking,
+        })
+        .collect()
 }
 
 /// The answer for a cart, priced now.
@@ -304,8 +372,13 @@ fn answer(cart_id: Option<String>, new_token: Option<String>) -> Result<CartAnsw
         let ids: Vec<String> = lines.iter().map(|l| l.product_id.clone()).collect();
         catalog::get_items(&ids)?
     };
-    let (lines, totals, item_count) = price_lines(lines, &items);
-    Ok(CartAnswer { cart: Cart { id: cart_id, lines, totals, item_count, updated_at_ms }, guest_token: new_token })
+    let mut priced = price_lines(lines, &items);
+    let issues = apply_plugins(&mut priced);
+    let PricedCart { lines, totals, item_count } = priced;
+    Ok(CartAnswer {
+        cart: Cart { id: cart_id, lines, totals, item_count, issues, updated_at_ms },
+        guest_token: new_token,
+    })
 }
 
 fn parse_product_id(errors: &mut FieldErrors, product_id: &str) -> String {
@@ -470,7 +543,7 @@ mod tests {
             stored("gone", 4, 10, "USD"),
         ];
         let items = vec![item("a", 1_000, "USD"), item("b", 100, "USD"), item("c", 50, "EUR")];
-        let (priced, totals, count) = price_lines(lines, &items);
+        let PricedCart { lines: priced, totals, item_count: count } = price_lines(lines, &items);
         assert_eq!(count, 10);
         assert_eq!(priced[0].line_total.amount, 200);
         assert!(priced[0].previous_unit_price.is_none());

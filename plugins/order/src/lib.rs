@@ -17,6 +17,8 @@
 //! - [`payments`]: authorize, capture, refund, void, manual payments and
 //!   verified provider events; the order's payment status follows them.
 //!   Providers are the host's `payments` import (keys stay in the host).
+//! - [`pricing`]: the merchants' pricing and validation plugins, which the
+//!   host runs (`extensions`) when a cart is priced and an order placed.
 //! - [`upkeep`]: finishing what crashed halfway, forgetting old keys.
 
 mod cart;
@@ -24,6 +26,7 @@ mod lifecycle;
 mod migrations;
 mod payments;
 mod placement;
+mod pricing;
 mod status;
 mod support;
 mod upkeep;
@@ -42,6 +45,7 @@ mod bindings {
             "polyscale:commerce/inventory@0.1.0": generate,
             "polyscale:commerce/customers@0.1.0": generate,
             "polyscale:commerce/payments@0.1.0": generate,
+            "polyscale:commerce/extensions@0.1.0": generate,
         },
     });
 }

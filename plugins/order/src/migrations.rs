@@ -24,6 +24,11 @@
 //!   checks had a bug.
 //! - `payment_events`: provider events applied, by provider and event id,
 //!   so a replayed webhook is applied once.
+//!
+//! Migration 3 (merchant plugins): `order_lines.discount_amount`, what the
+//! merchant's pricing plugins took off the line (its `unit_price_amount`
+//! is already the plugins' price), and `notes`, their messages, one per
+//! line of text.
 
 use crate::bindings::exports::polyscale::commerce::migrations::{Guest, Migration};
 
@@ -145,6 +150,14 @@ impl Guest for crate::Component {
                     PRIMARY KEY (provider, event_id)
                 )"
                     .into(),
+                ],
+            },
+            Migration {
+                version: 3,
+                name: "plugin prices on order lines".into(),
+                statements: vec![
+                    "ALTER TABLE order_lines ADD COLUMN discount_amount BIGINT NOT NULL DEFAULT 0".into(),
+                    "ALTER TABLE order_lines ADD COLUMN notes TEXT NOT NULL DEFAULT ''".into(),
                 ],
             },
         ]

@@ -64,15 +64,17 @@
 //! lease, whose key was taken over meanwhile, writes nothing and answers
 //! `IDEMPOTENCY_KEY_IN_USE`; the owner that took over finishes the order.
 
-use polyscale_guest::bindings::types::{DomainError, FieldError};
+use polyscale_guest::bindings::types::{DomainError, FieldError, Money};
 use polyscale_guest::sql::{self, RowsExt, Transaction, Value};
 use polyscale_guest::{FieldErrors, Invalid, call_context, ids, log, params};
 
 use crate::bindings::exports::polyscale::commerce::orders::{Order, PlaceOrderInput};
 use crate::bindings::polyscale::commerce::catalog::{self, CatalogItem};
 use crate::bindings::polyscale::commerce::customers::{self, PostalAddress};
+use crate::bindings::polyscale::commerce::extensions::{ExtensionLine, Step};
 use crate::bindings::polyscale::commerce::inventory::{self, ReservationState, ReserveError, Shortage, StockLine};
 use crate::cart;
+use crate::pricing;
 use crate::status::{self, stock};
 use crate::support::{line_total, sha256_hex, signed_in};
 use crate::views::{self, Sight};
@@ -421,11 +423,53 @@ struct Snapshot {
     merchant_id: String,
     name: String,
     quantity: i64,
+    /// After the merchant's pricing plugins.
     unit_amount: i64,
+    /// What the merchant's pricing plugins took off the line.
+    discount: i64,
+    /// Their messages, one per line of text.
+    notes: Vec<String>,
 }
 
-/// The order's lines from the cart and the catalog, or the failure.
+/// The order's lines from the cart, the catalog and the merchants' plugins
+/// (which may refuse the cart), or the failure.
 fn snapshot(lines: &[(String, i64)], items: &[CatalogItem]) -> Result<(Vec<Snapshot>, String, i64), FieldError> {
+    let (mut snapshots, currency, _) = catalog_snapshot(lines, items)?;
+    let positions: Vec<usize> = (0..snapshots.len()).collect();
+    let sent = snapshots
+        .iter()
+        .map(|s| ExtensionLine {
+            product_id: s.product_id.clone(),
+            merchant_id: s.merchant_id.clone(),
+            quantity: s.quantity,
+            unit_price: Money { amount: s.unit_amount, currency: currency.clone() },
+        })
+        .collect();
+    let priced = pricing::apply(Step::Checkout, sent, &positions);
+    if let Some(refused) = pricing::refusal(&priced.issues) {
+        return Err(refused);
+    }
+    let mut total: i64 = 0;
+    for (snapshot, p) in snapshots.iter_mut().zip(priced.lines) {
+        if p.unit_price.currency != currency {
+            return Err(FieldError::invalid("cart", "MIXED_CURRENCIES", "a plugin changed a line's currency"));
+        }
+        snapshot.unit_amount = p.unit_price.amount;
+        snapshot.discount = p.discount;
+        snapshot.notes = p.notes;
+        total = line_total(snapshot.unit_amount, snapshot.quantity)
+            .map(|gross| gross - snapshot.discount)
+            .and_then(|net| total.checked_add(net))
+            .ok_or_else(|| FieldError::invalid("cart", "AMOUNT_TOO_LARGE", "the order total is too large"))?;
+    }
+    Ok((snapshots, currency, total))
+}
+
+/// The order's lines at catalog prices.
+fn catalog_snapshot(
+    lines: &[(String, i64)],
+    items: &[CatalogItem],
+) -> Result<(Vec<Snapshot>, String, i64), FieldError> {
     let mut snapshots = Vec::with_capacity(lines.len());
     let mut currency: Option<&str> = None;
     let mut total: i64 = 0;
@@ -457,6 +501,8 @@ fn snapshot(lines: &[(String, i64)], items: &[CatalogItem]) -> Result<(Vec<Snaps
             name: item.name.clone(),
             quantity: *quantity,
             unit_amount: item.price.amount,
+            discount: 0,
+            notes: Vec::new(),
         });
     }
     Ok((snapshots, currency.unwrap_or_default().to_string(), total))
@@ -522,7 +568,8 @@ fn write_order(
     for (position, line) in lines.iter().enumerate() {
         tx.execute(
             "INSERT INTO order_lines (id, order_id, position, product_id, merchant_id, name, quantity, \
-             unit_price_amount, currency, fulfilled_quantity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+             unit_price_amount, currency, fulfilled_quantity, discount_amount, notes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)",
             &params![
                 ids::new_id(),
                 &owned.order_id,
@@ -532,7 +579,9 @@ fn write_order(
                 &line.name,
                 line.quantity,
                 line.unit_amount,
-                currency
+                currency,
+                line.discount,
+                line.notes.join("\n")
             ],
         )?;
     }
@@ -736,11 +785,11 @@ mod tests {
             available: 5,
         };
         let lines = vec![("a".to_string(), 2), ("b".to_string(), 1)];
-        let (snap, currency, total) = snapshot(&lines, &[item("b", "USD"), item("a", "USD")]).unwrap();
+        let (snap, currency, total) = catalog_snapshot(&lines, &[item("b", "USD"), item("a", "USD")]).unwrap();
         assert_eq!((snap.len(), currency.as_str(), total), (2, "USD", 750));
-        let gone = snapshot(&lines, &[item("a", "USD")]).err().unwrap();
+        let gone = catalog_snapshot(&lines, &[item("a", "USD")]).err().unwrap();
         assert_eq!((gone.field.as_str(), gone.code.as_str()), ("lines.1.productId", "PRODUCT_UNAVAILABLE"));
-        let mixed = snapshot(&lines, &[item("a", "USD"), item("b", "EUR")]).err().unwrap();
+        let mixed = catalog_snapshot(&lines, &[item("a", "USD"), item("b", "EUR")]).err().unwrap();
         assert_eq!(mixed.code, "MIXED_CURRENCIES");
     }
 

@@ -34,8 +34,8 @@ const CURSOR_KIND: &str = "orders/by-id";
 
 pub const ORDER_COLUMNS: &str = "id, customer_id, status, payment_status, currency, total_amount, paid_amount, \
      ship_line1, ship_line2, ship_city, ship_region, ship_postal_code, ship_country, placed_at_ms, updated_at_ms";
-const LINE_COLUMNS: &str =
-    "id, order_id, position, product_id, merchant_id, name, quantity, unit_price_amount, currency, fulfilled_quantity";
+const LINE_COLUMNS: &str = "id, order_id, position, product_id, merchant_id, name, quantity, unit_price_amount, currency, fulfilled_quantity, \
+     discount_amount, notes";
 
 /// An order row with its lines (all of them, in position order).
 pub struct StoredOrder {
@@ -89,6 +89,8 @@ fn line_row(row: Row<'_>) -> Result<(String, StoredLine), DomainError> {
     let unit = row.int("unit_price_amount")?;
     let currency = row.text("currency")?;
     let merchant_id = row.text("merchant_id")?;
+    let discount = row.int("discount_amount")?;
+    let notes = row.text("notes")?;
     Ok((
         row.text("order_id")?,
         StoredLine {
@@ -100,7 +102,9 @@ fn line_row(row: Row<'_>) -> Result<(String, StoredLine), DomainError> {
                 name: row.text("name")?,
                 quantity,
                 unit_price: money(unit, &currency),
-                line_total: money(unit.saturating_mul(quantity), &currency),
+                discount: money(discount, &currency),
+                line_total: money(unit.saturating_mul(quantity).saturating_sub(discount), &currency),
+                notes: if notes.is_empty() { Vec::new() } else { notes.split('\n').map(str::to_string).collect() },
                 fulfilled_quantity: row.int("fulfilled_quantity")?,
             },
         },

@@ -19,9 +19,11 @@ use crate::call::CallInfo;
 use crate::capabilities::payments::{PaymentProviders, WebhookError, webhook};
 use crate::capabilities::siblings::Siblings;
 use crate::contracts::order as contract;
+use crate::plugins::PluginHost;
 use crate::registry::{Served, ServiceSlot};
 use crate::runtime::{BoxFuture, WorldStore};
 use crate::server::{HostContext, OrderServiceConfig, StartError};
+use crate::services::plugin::{PluginApi, PluginServiceServer};
 use crate::worlds::order::OrderShared;
 pub use crate::worlds::order::OrderWorld;
 
@@ -338,6 +340,8 @@ pub struct OrderModule {
     slot: Arc<OrderSlot>,
     upkeep_interval: Duration,
     payments: Arc<PaymentProviders>,
+    /// The merchants' plugins, run here for the carts this service prices.
+    plugins: Arc<PluginHost>,
 }
 
 impl OrderModule {
@@ -355,18 +359,24 @@ impl OrderModule {
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
         let payments = Arc::new(PaymentProviders::from_config(&config.payments));
+        let plugins = PluginHost::start(config.plugins.clone(), host.registry().store().clone()).await?;
         let shared = OrderShared {
             db,
             sql_limits: host.config().sql_limits,
             siblings: Arc::new(siblings),
             payments: payments.clone(),
+            extensions: plugins.clone(),
         };
         let slot = host.start_slot::<OrderWorld>("order", shared, &config.service.component).await?;
-        Ok(Self { slot, upkeep_interval: config.upkeep_interval, payments })
+        Ok(Self { slot, upkeep_interval: config.upkeep_interval, payments, plugins })
     }
 
     pub fn slot(&self) -> &Arc<OrderSlot> {
         &self.slot
+    }
+
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.plugins
     }
 }
 
@@ -382,6 +392,12 @@ impl ServiceModule for OrderModule {
             self.payments.clone(),
         )));
         planes.health.push(<OrderServiceServer<OrderApi> as NamedService>::NAME);
+        let max_message = self.plugins.config().max_upload_bytes + (1 << 20);
+        planes.grpc.add_service(
+            PluginServiceServer::new(PluginApi::new(self.plugins.clone(), auth.clone()))
+                .max_decoding_message_size(max_message),
+        );
+        planes.health.push(<PluginServiceServer<PluginApi> as NamedService>::NAME);
         planes.add_slot(self.name(), self.slot.clone());
     }
 

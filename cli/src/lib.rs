@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod config;
 pub mod embedded;
+pub mod plugin_run;
 pub mod sample;
 pub mod telemetry;

@@ -81,8 +81,10 @@ async fn fixture() -> Fixture {
 }
 
 fn new_store(f: &Fixture) -> WorldStore<ProductWorld> {
-    let state =
-        CallState::new(CallInfo::new("bench", None), &CallLimits::default(), ProductWorld::caps(f.registry.shared()));
+    let info = CallInfo::new("bench", None);
+    let caps = ProductWorld::caps(f.registry.shared());
+    let wasi = ProductWorld::wasi(&info, &caps);
+    let state = CallState::new(info, &CallLimits::default(), wasi, caps);
     let mut store = wasmtime::Store::new(f.runtime.engine(), state);
     store.set_epoch_deadline(u64::MAX / 2);
     store

@@ -450,13 +450,7 @@ impl PluginHost {
 /// What a dry run answered.
 #[derive(Debug)]
 pub enum Preview {
-    Pricing(
-        runner::RunReport<(
-            Vec<crate::bindings::plugin::types::Adjustment>,
-            Vec<crate::bindings::plugin::types::Line>,
-            Vec<Vec<String>>,
-        )>,
-    ),
+    Pricing(runner::RunReport<runner::Priced>),
     Validation(runner::RunReport<Vec<crate::bindings::plugin::types::Violation>>),
 }
 

@@ -63,6 +63,10 @@ pub struct RunReport<T> {
     pub log_truncated: bool,
 }
 
+/// A pricing plugin's checked answer: its adjustments, the lines as it
+/// priced them, and each line's new notes.
+pub type Priced = (Vec<Adjustment>, Vec<Line>, Vec<Vec<String>>);
+
 /// What a plugin call hands back from inside the store.
 struct Inside<T> {
     result: Result<T, wasmtime::Error>,
@@ -293,7 +297,7 @@ impl PluginHost {
         version: Option<&str>,
         cart: &Cart,
         call: &CallInfo,
-    ) -> RunReport<(Vec<Adjustment>, Vec<Line>, Vec<Vec<String>>)> {
+    ) -> RunReport<Priced> {
         let report = self
             .run(&self.pricing, &plugin.owner(), version, cart, call, |e, s, cart| {
                 Box::pin(async move { e.polyscale_plugin_pricer().call_price(s, cart).await })

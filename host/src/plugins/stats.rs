@@ -88,9 +88,11 @@ impl PluginStats {
             .or_insert_with(|| Mutex::new(PluginFigures::new()));
         let mut figures = entry.lock().unwrap_or_else(|p| p.into_inner());
         figures.calls += 1;
-        figures.durations.saturating_record(elapsed.as_micros().min(u64::MAX as u128) as u64);
+        // `record` grows the (auto-resizing) histogram; `saturating_record`
+        // would clamp to its first range.
+        let _ = figures.durations.record(elapsed.as_micros().min(u64::MAX as u128) as u64);
         if let Some(fuel) = fuel {
-            figures.fuel.saturating_record(fuel);
+            let _ = figures.fuel.record(fuel);
         }
         if let Some(kind) = failure {
             *figures.failures.entry(kind.as_str()).or_insert(0) += 1;

@@ -250,8 +250,8 @@ pub struct PreviewLineInput {
     unit_price: MoneyInput,
     /// What earlier plugins took off the line's total, in minor units of
     /// `unitPrice.currency`.
-    #[graphql(default = 0)]
-    discount: i64,
+    #[graphql(default_with = "Some(0)")]
+    discount: Option<i64>,
 }
 
 /// What a dry run did: the plugin's answer, its cost and its log.
@@ -530,7 +530,7 @@ struct Preview {
     name: String,
     version: Option<String>,
     lines: Vec<PreviewLineInput>,
-    step: CheckoutStep,
+    step: Option<CheckoutStep>,
     settings: Option<Vec<PluginSettingInput>>,
     merchant_id: Option<ID>,
 }
@@ -545,7 +545,7 @@ async fn preview(ctx: &Context<'_>, kind: PluginKind, args: Preview) -> Result<P
     let message = pb::PreviewPluginRequest {
         plugin: plugin_ref(args.name, args.merchant_id),
         version: args.version.unwrap_or_default(),
-        step: args.step.to_pb() as i32,
+        step: args.step.unwrap_or(CheckoutStep::Cart).to_pb() as i32,
         lines: args
             .lines
             .into_iter()
@@ -553,7 +553,7 @@ async fn preview(ctx: &Context<'_>, kind: PluginKind, args: Preview) -> Result<P
                 product_id: l.product_id.0,
                 quantity: l.quantity.into(),
                 unit_price: Some(l.unit_price.into()),
-                discount: l.discount,
+                discount: l.discount.unwrap_or_default(),
             })
             .collect(),
         override_settings: args.settings.is_some(),
@@ -598,7 +598,7 @@ impl PluginMutation {
         file: Upload,
         kind: PluginKind,
         name: String,
-        #[graphql(default = false)] activate: bool,
+        #[graphql(default_with = "Some(false)")] activate: Option<bool>,
         merchant_id: Option<ID>,
     ) -> Result<PluginPayload> {
         let request = request_context(ctx)?;
@@ -609,7 +609,7 @@ impl PluginMutation {
             plugin: plugin_ref(name, merchant_id),
             kind: kind.to_pb() as i32,
             wasm,
-            activate,
+            activate: activate.unwrap_or(false),
         };
         plugin_payload(clients.plugin.clone().upload_plugin(clients.request(message, request)).await)
     }
@@ -686,7 +686,7 @@ impl PluginMutation {
         name: String,
         version: Option<String>,
         lines: Vec<PreviewLineInput>,
-        #[graphql(default_with = "CheckoutStep::Cart")] step: CheckoutStep,
+        #[graphql(default_with = "Some(CheckoutStep::Cart)")] step: Option<CheckoutStep>,
         settings: Option<Vec<PluginSettingInput>>,
         merchant_id: Option<ID>,
     ) -> Result<PluginPreviewPayload> {
@@ -701,7 +701,7 @@ impl PluginMutation {
         name: String,
         version: Option<String>,
         lines: Vec<PreviewLineInput>,
-        #[graphql(default_with = "CheckoutStep::Cart")] step: CheckoutStep,
+        #[graphql(default_with = "Some(CheckoutStep::Cart)")] step: Option<CheckoutStep>,
         settings: Option<Vec<PluginSettingInput>>,
         merchant_id: Option<ID>,
     ) -> Result<PluginPreviewPayload> {

@@ -331,6 +331,9 @@ pub struct GatewaySection {
     pub max_complexity: usize,
     pub max_aliases: usize,
     pub max_page_size: i32,
+    /// Largest plugin component an upload may carry (a multipart
+    /// `POST /graphql` or `PUT /plugins/{name}`); at least 32 MiB.
+    pub max_plugin_upload_bytes: usize,
     pub rate_limit: RateLimitSection,
 }
 
@@ -344,6 +347,9 @@ pub struct RateLimitSection {
     /// `products` searches (`query`, `filter`, `sort` or `facets`).
     pub search_per_minute: u32,
     pub search_burst: u32,
+    /// Plugin uploads and dry runs (`previewPricing`, `previewValidation`).
+    pub plugin_per_minute: u32,
+    pub plugin_burst: u32,
 }
 
 impl GatewaySection {
@@ -360,6 +366,7 @@ impl RateLimitSection {
         polyscale_gateway::RateLimits {
             auth: Rate { per_minute: self.auth_per_minute, burst: self.auth_burst },
             search: Rate { per_minute: self.search_per_minute, burst: self.search_burst },
+            plugin: Rate { per_minute: self.plugin_per_minute, burst: self.plugin_burst },
         }
     }
 }
@@ -491,6 +498,7 @@ impl Default for GatewaySection {
             max_complexity: gateway.limits.max_complexity,
             max_aliases: gateway.limits.max_aliases,
             max_page_size: gateway.limits.max_page_size,
+            max_plugin_upload_bytes: gateway.max_plugin_upload_bytes,
             rate_limit: RateLimitSection::default(),
         }
     }
@@ -504,6 +512,8 @@ impl Default for RateLimitSection {
             auth_burst: limits.auth.burst,
             search_per_minute: limits.search.per_minute,
             search_burst: limits.search.burst,
+            plugin_per_minute: limits.plugin.per_minute,
+            plugin_burst: limits.plugin.burst,
         }
     }
 }
@@ -609,6 +619,16 @@ impl Config {
         let rate = &self.gateway.rate_limit;
         positive("gateway.rate_limit.auth_burst", rate.auth_per_minute == 0 || rate.auth_burst > 0)?;
         positive("gateway.rate_limit.search_burst", rate.search_per_minute == 0 || rate.search_burst > 0)?;
+        positive("gateway.rate_limit.plugin_burst", rate.plugin_per_minute == 0 || rate.plugin_burst > 0)?;
+        if self.gateway.max_plugin_upload_bytes < polyscale_gateway::MIN_PLUGIN_UPLOAD_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "gateway.max_plugin_upload_bytes",
+                message: format!(
+                    "must be at least {} (32 MiB): components built from Python or JavaScript weigh about 18 MB",
+                    polyscale_gateway::MIN_PLUGIN_UPLOAD_BYTES
+                ),
+            });
+        }
         if let Some(metrics) = self.metrics_listen
             && metrics == self.listen
             && metrics.port() != 0

@@ -105,6 +105,8 @@ pub struct EmbeddedConfig {
     pub sql_limits: SqlLimits,
     pub connect: ConnectOptions,
     pub graphql: GraphqlLimits,
+    /// Largest plugin component the gateway takes in an upload.
+    pub max_plugin_upload_bytes: usize,
     /// Deadline of each gateway call to the services.
     pub service_timeout: Duration,
     pub access_token_ttl: Duration,
@@ -154,6 +156,7 @@ impl EmbeddedConfig {
             sql_limits: SqlLimits::default(),
             connect: ConnectOptions::default(),
             graphql: GraphqlLimits::default(),
+            max_plugin_upload_bytes: polyscale_gateway::MIN_PLUGIN_UPLOAD_BYTES,
             service_timeout: GatewayConfig::new("").service_timeout,
             access_token_ttl: polyscale_auth::DEFAULT_ACCESS_TTL,
             refresh_token_ttl: credentials::DEFAULT_REFRESH_TTL,
@@ -242,6 +245,7 @@ impl EmbeddedConfig {
         embedded.introspection = gateway.introspection;
         embedded.graphiql = gateway.graphiql;
         embedded.service_timeout = gateway.service_timeout;
+        embedded.max_plugin_upload_bytes = gateway.max_plugin_upload_bytes;
         embedded.graphql = GraphqlLimits {
             max_body_bytes: gateway.max_body_bytes,
             max_batch: gateway.max_batch,
@@ -410,6 +414,7 @@ impl Embedded {
         gateway_config.server = config.http;
         gateway_config.introspection = config.introspection;
         gateway_config.service_timeout = config.service_timeout;
+        gateway_config.max_plugin_upload_bytes = config.max_plugin_upload_bytes;
         gateway_config.service_key = Some(service_key);
         let gateway = Gateway::build(gateway_config).map_err(|e| EmbeddedError::Gateway(e.to_string()))?;
         Ok(Self { host, gateway, http, grpc, metrics, admin, config })

@@ -8,6 +8,7 @@ use polyscale_auth::ServiceTokenIssuer;
 use polyscale_proto::account::v1::account_service_client::AccountServiceClient;
 use polyscale_proto::metadata::{AUTHORIZATION, CLIENT_ADDRESS, GATEWAY_TOKEN, REQUEST_ID};
 use polyscale_proto::order::v1::order_service_client::OrderServiceClient;
+use polyscale_proto::plugin::v1::plugin_service_client::PluginServiceClient;
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -21,12 +22,18 @@ pub enum ClientError {
     InvalidEndpoint { endpoint: String, reason: String },
 }
 
+/// Room in an upload's gRPC message for what is not the component.
+const PLUGIN_MESSAGE_MARGIN: usize = 1 << 20;
+
 /// One client per service; cheap to clone (channels multiplex).
 #[derive(Clone)]
 pub struct Clients {
     pub product: ProductServiceClient<Channel>,
     pub account: AccountServiceClient<Channel>,
     pub order: OrderServiceClient<Channel>,
+    /// Merchant plugins, served by the order service's host (at
+    /// `order_endpoint`).
+    pub plugin: PluginServiceClient<Channel>,
     timeout: Duration,
     /// Proves to the services that calls come from this gateway.
     service_tokens: Option<Arc<ServiceTokenIssuer>>,
@@ -49,6 +56,12 @@ impl Clients {
             product: ProductServiceClient::new(channel(&config.product_endpoint, config.service_timeout)?),
             account: AccountServiceClient::new(channel(&config.account_endpoint, config.service_timeout)?),
             order: OrderServiceClient::new(channel(&config.order_endpoint, config.service_timeout)?),
+            // A connection of its own, so that a 30 MiB upload does not
+            // queue the order calls behind it; an upload carries the
+            // component whole: room for the largest one plus the rest of
+            // the message.
+            plugin: PluginServiceClient::new(channel(&config.order_endpoint, config.service_timeout)?)
+                .max_encoding_message_size(config.max_plugin_upload_bytes.saturating_add(PLUGIN_MESSAGE_MARGIN)),
             timeout: config.service_timeout,
             service_tokens: config.service_key.as_ref().map(|key| Arc::new(ServiceTokenIssuer::new(key))),
         })

@@ -8,31 +8,43 @@
 //! 400; with `application/json` it is a 200 carrying the errors. A body
 //! that is not a GraphQL request at all is a 400 either way.
 //!
-//! A POST must say `Content-Type: application/json`: anything else (the
-//! `text/plain`, form and multipart bodies a cross-site page can send
-//! without a CORS preflight, or none) is a 415 and never executes.
+//! A POST must say `Content-Type: application/json`, or be a GraphQL
+//! multipart request (`multipart/form-data`, [`multipart`]) carrying a
+//! file from a signed-in merchant or admin. Anything else (the
+//! `text/plain` and form bodies a cross-site page can send without a CORS
+//! preflight, or none) is a 415 and never executes. A multipart request
+//! without `Authorization: Bearer` is a 401 before its body is read: a
+//! cross-site page cannot send that header without a preflight, so
+//! multipart opens no cross-site path. `PUT /plugins/{name}`
+//! ([`plugin_upload`]) takes a component as a raw body.
 //!
 //! Rate limits ([`crate::rate_limit`]) fail the fields over them with
 //! `RATE_LIMITED`; a request left with no data by them (every operation
 //! limited) is a 429 with `Retry-After`, whatever the media type.
 
+mod multipart;
+mod plugin_upload;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use async_graphql::http::MultipartOptions;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::Body;
-use std::net::IpAddr;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
-
-use polyscale_auth::{Claims, Verifier};
+use axum::routing::{get, post, put};
+use polyscale_auth::{Claims, Role, Verifier};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Clients;
 use crate::errors::{Code, coded, finish_errors};
 use crate::graphiql;
 use crate::limits::GraphqlLimits;
+use crate::rate_limit::{Class, RateLimiters, retry_after_secs};
 use crate::schema::{PolyScaleSchema, RequestContext};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -46,7 +58,16 @@ pub struct HttpConfig {
     pub clients: Clients,
     /// Serve GraphiQL to browsers.
     pub graphiql: bool,
+    /// The largest plugin component an upload may carry.
+    pub max_plugin_upload_bytes: usize,
+    /// Uploads are charged before their body is read.
+    pub rate_limiters: Arc<RateLimiters>,
 }
+
+/// Uploads whose bodies are held at once (each up to the upload cap, and
+/// copied on its way to the service): a bound on the memory they take,
+/// whoever sends them.
+const MAX_UPLOADS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone)]
 struct AppState {
@@ -56,6 +77,18 @@ struct AppState {
     trusted_proxy_hops: usize,
     clients: Clients,
     graphiql: bool,
+    max_plugin_upload_bytes: usize,
+    rate_limiters: Arc<RateLimiters>,
+    uploads: Arc<Semaphore>,
+}
+
+impl AppState {
+    fn multipart_limits(&self) -> multipart::Limits {
+        multipart::Limits {
+            max_operations_bytes: self.limits.max_body_bytes,
+            max_file_bytes: self.max_plugin_upload_bytes,
+        }
+    }
 }
 
 pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
@@ -64,8 +97,10 @@ pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
         .route("/graphql", get(graphql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
-        // After the layer above: webhooks have their own, smaller limit.
+        // After the layer above: webhooks have their own, smaller limit,
+        // uploads their own, larger one.
         .route("/webhooks/payments/{provider}", post(payment_webhook))
+        .route("/plugins/{name}", put(plugin_upload::put_plugin))
         .with_state(AppState {
             schema,
             limits: config.limits,
@@ -73,6 +108,9 @@ pub fn router(schema: PolyScaleSchema, config: HttpConfig) -> Router {
             trusted_proxy_hops: config.trusted_proxy_hops,
             clients: config.clients,
             graphiql: serve_graphiql,
+            max_plugin_upload_bytes: config.max_plugin_upload_bytes,
+            rate_limiters: config.rate_limiters,
+            uploads: Arc::new(Semaphore::new(MAX_UPLOADS_IN_FLIGHT)),
         });
     if serve_graphiql { router.merge(graphiql::routes()) } else { router }
 }
@@ -227,9 +265,14 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
     let media = negotiate(&headers);
     let request_id = request_id(&headers);
     let is_get = request.method() == Method::GET;
-    if !is_get && let Err(message) = json_content_type(&headers) {
-        return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::BadRequest, &message, &request_id);
-    }
+    let body = if is_get {
+        PostBody::Json
+    } else {
+        match post_body(&headers) {
+            Ok(body) => body,
+            Err((status, message)) => return request_error(status, Code::BadRequest, &message, &request_id),
+        }
+    };
     let mut context = RequestContext::new(request_id.clone(), client_address(&request, state.trusted_proxy_hops));
     match authenticate(&headers, state.verifier.as_ref()) {
         Ok(Some((token, claims))) => context = context.authenticated(token, claims),
@@ -242,6 +285,22 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
             return response;
         }
     }
+    // Held until the response is made: the file lives as long as the
+    // request.
+    let _upload_permit = match &body {
+        PostBody::Multipart(_) => {
+            let max_body = state.multipart_limits().max_body_bytes();
+            match admit_upload(&state, &headers, context.caller.as_ref(), &context.client_address, max_body) {
+                Ok(permit) => Some(permit),
+                Err(refused) => {
+                    let mut response = request_error(refused.status, refused.code, &refused.message, &request_id);
+                    refused.headers(&mut response);
+                    return response;
+                }
+            }
+        }
+        PostBody::Json => None,
+    };
 
     if state.graphiql && is_get && request.uri().query().is_none_or(|q| !q.contains("query=")) {
         let accepts_html =
@@ -251,7 +310,7 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
         }
     }
 
-    let batch = match read_request(request, &state.limits).await {
+    let batch = match read_request(request, &body, &state).await {
         Ok(batch) => batch,
         Err((status, code, message)) => return request_error(status, code, &message, &request_id),
     };
@@ -268,6 +327,12 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
     let mut batch = batch;
     if batch.iter().any(|r| r.query.trim().is_empty()) {
         return request_error(StatusCode::BAD_REQUEST, Code::BadRequest, "the request has no `query`", &request_id);
+    }
+    // A file stands in the variables only where the multipart reader put
+    // it (which checked the client's own parts for the marker).
+    if matches!(body, PostBody::Json) && batch.iter().any(multipart::names_a_file) {
+        let message = "the request names a file, but files come only in multipart requests";
+        return request_error(StatusCode::BAD_REQUEST, Code::BadRequest, message, &request_id);
     }
     for request in batch.iter_mut() {
         // GET must not change anything (GraphQL over HTTP: 405 for a
@@ -294,18 +359,120 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
 
 type RequestError = (StatusCode, Code, String);
 
-/// A POST body must be JSON, and say so. The media types a cross-site
-/// form or `fetch` may send without a CORS preflight (`text/plain`,
-/// `application/x-www-form-urlencoded`, `multipart/form-data`) are
-/// refused, as is a body with no type.
-fn json_content_type(headers: &HeaderMap) -> Result<(), String> {
+/// What a POST body is.
+#[derive(Debug, PartialEq, Eq)]
+enum PostBody {
+    Json,
+    /// A GraphQL multipart request, with its boundary.
+    Multipart(String),
+}
+
+/// A POST body must be JSON and say so, or be a GraphQL multipart
+/// request. The other media types a cross-site form or `fetch` may send
+/// without a CORS preflight (`text/plain`,
+/// `application/x-www-form-urlencoded`) are refused (415), as is a body
+/// with no type; multipart is admitted only with a bearer token
+/// ([`admit_upload`]), which no cross-site page can send unasked.
+fn post_body(headers: &HeaderMap) -> Result<PostBody, (StatusCode, String)> {
     let content_type = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()));
-    let essence = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let essence = content_type.as_ref().map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let unsupported = |message: String| Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
     match essence.as_deref() {
-        Some("application/json") => Ok(()),
-        Some(other) => Err(format!("a POST body must be `Content-Type: application/json`, not `{other}`")),
-        None => Err("a POST body must be `Content-Type: application/json`; none was given".into()),
+        Some("application/json") => Ok(PostBody::Json),
+        Some("multipart/form-data") => match multer::parse_boundary(content_type.unwrap_or_default()) {
+            Ok(boundary) => Ok(PostBody::Multipart(boundary)),
+            Err(_) => Err((StatusCode::BAD_REQUEST, "a multipart/form-data body needs a `boundary`".into())),
+        },
+        Some(other) => unsupported(format!(
+            "a POST body must be `Content-Type: application/json` (or a multipart upload), not `{other}`"
+        )),
+        None => unsupported("a POST body must be `Content-Type: application/json`; none was given".into()),
     }
+}
+
+/// Why an upload was refused before its body was read.
+struct UploadRefusal {
+    status: StatusCode,
+    code: Code,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl UploadRefusal {
+    fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    fn headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+    }
+}
+
+/// Admits an upload (a multipart request, a `PUT /plugins/{name}`) before
+/// a byte of its body is read: a signed-in merchant or admin (the token's
+/// roles: a customer cannot make the gateway hold 30 MiB), a declared
+/// length within `max_body` (a longer body without one is cut off while
+/// it is read), the caller's address within the plugin rate limit, and a
+/// free upload slot.
+fn admit_upload(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&Claims>,
+    address: &str,
+    max_body: usize,
+) -> Result<OwnedSemaphorePermit, UploadRefusal> {
+    let Some(caller) = caller else {
+        return Err(UploadRefusal::new(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "uploads need a signed-in merchant or admin: send Authorization: Bearer <access token>",
+        ));
+    };
+    if !caller.roles.iter().any(|r| matches!(r, Role::Merchant | Role::Admin)) {
+        return Err(UploadRefusal::new(
+            StatusCode::FORBIDDEN,
+            Code::Forbidden,
+            "only merchants and admins upload plugins (made a merchant just now? sign in again for a fresh token)",
+        ));
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared
+        && length > max_body as u64
+    {
+        return Err(UploadRefusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BadRequest,
+            format!(
+                "the body is {length} bytes; an upload may be at most {max_body} (gateway.max_plugin_upload_bytes)"
+            ),
+        ));
+    }
+    if let Err(wait) = state.rate_limiters.check(Class::Plugin, address) {
+        let seconds = retry_after_secs(wait);
+        return Err(UploadRefusal {
+            retry_after: Some(seconds),
+            ..UploadRefusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::RateLimited,
+                crate::rate_limit::refusal(Class::Plugin, seconds),
+            )
+        });
+    }
+    state.uploads.clone().try_acquire_owned().map_err(|_| UploadRefusal {
+        retry_after: Some(1),
+        ..UploadRefusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::ServiceUnavailable,
+            "too many uploads in progress; retry in a moment",
+        )
+    })
 }
 
 /// Whether the operation a request selects is a mutation. Unparsable
@@ -323,8 +490,20 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     }
 }
 
-/// Reads a GraphQL request from the query string (GET) or the body (POST).
-async fn read_request(request: Request, limits: &GraphqlLimits) -> Result<BatchRequest, RequestError> {
+/// Reads a GraphQL request from the query string (GET) or the body (POST:
+/// JSON, or multipart).
+async fn read_request(request: Request, body: &PostBody, state: &AppState) -> Result<BatchRequest, RequestError> {
+    let limits = &state.limits;
+    if let PostBody::Multipart(boundary) = body {
+        return multipart::read(request.into_body(), boundary, state.multipart_limits()).await.map_err(|refusal| {
+            match refusal {
+                multipart::Refusal::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, Code::BadRequest, message),
+                multipart::Refusal::Malformed(message) => {
+                    (StatusCode::BAD_REQUEST, Code::BadRequest, format!("invalid multipart request: {message}"))
+                }
+            }
+        });
+    }
     if request.method() == Method::GET {
         let query = request.uri().query().unwrap_or_default();
         return async_graphql::http::parse_query_string(query)
@@ -472,20 +651,23 @@ mod tests {
     }
 
     #[test]
-    fn posts_must_be_json() {
+    fn posts_must_be_json_or_multipart() {
         let with = |ct: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
-            json_content_type(&h)
+            post_body(&h)
         };
-        assert!(with("application/json").is_ok());
-        assert!(with("application/json; charset=utf-8").is_ok());
-        assert!(with("APPLICATION/JSON").is_ok());
+        assert_eq!(with("application/json"), Ok(PostBody::Json));
+        assert_eq!(with("application/json; charset=utf-8"), Ok(PostBody::Json));
+        assert_eq!(with("APPLICATION/JSON"), Ok(PostBody::Json));
+        assert_eq!(with("multipart/form-data; boundary=----x"), Ok(PostBody::Multipart("----x".into())));
+        assert_eq!(with("Multipart/Form-Data; boundary=\"a b\""), Ok(PostBody::Multipart("a b".into())));
+        assert_eq!(with("multipart/form-data").map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
         for refused in
-            ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"]
+            ["text/plain", "application/x-www-form-urlencoded", "multipart/mixed; boundary=x", "application/jsonx"]
         {
-            assert!(with(refused).is_err(), "{refused}");
+            assert_eq!(with(refused).map_err(|e| e.0), Err(StatusCode::UNSUPPORTED_MEDIA_TYPE), "{refused}");
         }
-        assert!(json_content_type(&HeaderMap::new()).is_err());
+        assert_eq!(post_body(&HeaderMap::new()).map_err(|e| e.0), Err(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
 }

@@ -1,5 +1,10 @@
 //! PolyScale's GraphQL gateway: the one public entry point.
 //!
+//! Merchants upload plugins (Wasm components) as a GraphQL multipart
+//! request on `POST /graphql` or as the raw body of `PUT /plugins/{name}`
+//! (`http/multipart.rs`, `http/plugin_upload.rs`), within
+//! `max_plugin_upload_bytes`.
+//!
 //! `POST /webhooks/payments/{provider}` takes payment providers' webhooks
 //! and forwards them, unverified, to the order service, whose host holds
 //! the providers' secrets and verifies them.
@@ -67,7 +72,15 @@ pub struct GatewayConfig {
     /// files under `/graphiql/`). Without `introspection` it is still
     /// served but cannot load the schema.
     pub graphiql: bool,
+    /// Largest plugin component an upload may carry (multipart
+    /// `POST /graphql` and `PUT /plugins/{name}`); at least
+    /// [`MIN_PLUGIN_UPLOAD_BYTES`].
+    pub max_plugin_upload_bytes: usize,
 }
+
+/// The default and smallest upload cap: components built from Python or
+/// JavaScript (an interpreter inside) weigh about 18 MB.
+pub const MIN_PLUGIN_UPLOAD_BYTES: usize = 32 << 20;
 
 impl GatewayConfig {
     /// All services at one endpoint (embedded mode).
@@ -86,6 +99,7 @@ impl GatewayConfig {
             service_timeout: Duration::from_secs(10),
             service_key: None,
             graphiql: true,
+            max_plugin_upload_bytes: MIN_PLUGIN_UPLOAD_BYTES,
         }
     }
 }
@@ -96,6 +110,8 @@ pub enum GatewayError {
     Client(#[from] ClientError),
     #[error("token public key: {0}")]
     PublicKey(String),
+    #[error("max_plugin_upload_bytes is {0}; it must be at least {MIN_PLUGIN_UPLOAD_BYTES}")]
+    UploadCap(usize),
 }
 
 pub struct Gateway {
@@ -106,6 +122,9 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
+        if config.max_plugin_upload_bytes < MIN_PLUGIN_UPLOAD_BYTES {
+            return Err(GatewayError::UploadCap(config.max_plugin_upload_bytes));
+        }
         let clients = Clients::connect_lazy(&config)?;
         let verifier = config
             .token_public_key
@@ -121,6 +140,8 @@ impl Gateway {
             trusted_proxy_hops: config.trusted_proxy_hops,
             clients,
             graphiql: config.graphiql,
+            max_plugin_upload_bytes: config.max_plugin_upload_bytes,
+            rate_limiters: rate_limiters.clone(),
         };
         Ok(Self { router: http::router(schema, http), rate_limiters, server: config.server })
     }

@@ -1,6 +1,6 @@
 //! Rate limits per client address on what is expensive to serve or worth
-//! guessing at: the mutations that check a password or a token, and
-//! product searches.
+//! guessing at: the mutations that check a password or a token, product
+//! searches, and plugin uploads and dry runs.
 //!
 //! Each class is a keyed GCRA limiter (`governor`): a sustained rate per
 //! minute and a burst. Resolvers check it before calling a service, once
@@ -52,10 +52,14 @@ pub struct RateLimits {
     pub auth: Rate,
     /// `products` as a search (with `query`, `filter`, `sort` or `facets`).
     pub search: Rate,
+    /// Plugin uploads (a multipart `POST /graphql` or `PUT /plugins/{name}`,
+    /// charged before the body is read) and dry runs (`previewPricing`,
+    /// `previewValidation`): each one compiles or runs a component.
+    pub plugin: Rate,
 }
 
 impl RateLimits {
-    pub const OFF: RateLimits = RateLimits { auth: Rate::OFF, search: Rate::OFF };
+    pub const OFF: RateLimits = RateLimits { auth: Rate::OFF, search: Rate::OFF, plugin: Rate::OFF };
 }
 
 impl Default for RateLimits {
@@ -63,7 +67,11 @@ impl Default for RateLimits {
     /// few seconds); an address shared by many people (an office, a mobile
     /// carrier's NAT) may need more.
     fn default() -> Self {
-        Self { auth: Rate { per_minute: 60, burst: 30 }, search: Rate { per_minute: 300, burst: 60 } }
+        Self {
+            auth: Rate { per_minute: 60, burst: 30 },
+            search: Rate { per_minute: 300, burst: 60 },
+            plugin: Rate { per_minute: 30, burst: 10 },
+        }
     }
 }
 
@@ -72,6 +80,7 @@ impl Default for RateLimits {
 pub enum Class {
     Auth,
     Search,
+    Plugin,
 }
 
 impl Class {
@@ -79,6 +88,7 @@ impl Class {
         match self {
             Class::Auth => "sign-in and registration attempts",
             Class::Search => "searches",
+            Class::Plugin => "plugin uploads and previews",
         }
     }
 }
@@ -87,6 +97,7 @@ impl Class {
 pub struct RateLimiters {
     auth: Option<DefaultKeyedRateLimiter<String>>,
     search: Option<DefaultKeyedRateLimiter<String>>,
+    plugin: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
 }
 
@@ -95,6 +106,7 @@ impl RateLimiters {
         Arc::new(Self {
             auth: limits.auth.quota().map(DefaultKeyedRateLimiter::keyed),
             search: limits.search.quota().map(DefaultKeyedRateLimiter::keyed),
+            plugin: limits.plugin.quota().map(DefaultKeyedRateLimiter::keyed),
             clock: DefaultClock::default(),
         })
     }
@@ -103,6 +115,7 @@ impl RateLimiters {
         match class {
             Class::Auth => self.auth.as_ref(),
             Class::Search => self.search.as_ref(),
+            Class::Plugin => self.plugin.as_ref(),
         }
     }
 
@@ -116,7 +129,7 @@ impl RateLimiters {
     /// Forgets the addresses whose state is indistinguishable from a fresh
     /// one (no request within their window) and gives the memory back.
     pub fn sweep(&self) {
-        for limiter in [&self.auth, &self.search].into_iter().flatten() {
+        for limiter in [&self.auth, &self.search, &self.plugin].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -124,7 +137,7 @@ impl RateLimiters {
 
     /// Addresses currently tracked, over all classes.
     pub fn tracked(&self) -> usize {
-        [&self.auth, &self.search].into_iter().flatten().map(|l| l.len()).sum()
+        [&self.auth, &self.search, &self.plugin].into_iter().flatten().map(|l| l.len()).sum()
     }
 }
 
@@ -148,6 +161,11 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// The message of a `RATE_LIMITED` refusal.
+pub(crate) fn refusal(class: Class, seconds: u64) -> String {
+    format!("too many {} from your address; retry in {seconds} s", class.describe())
+}
+
 /// For resolvers: takes one request of `class` from the caller's address,
 /// or fails with `RATE_LIMITED`.
 pub(crate) fn check(ctx: &Context<'_>, class: Class) -> async_graphql::Result<()> {
@@ -155,8 +173,7 @@ pub(crate) fn check(ctx: &Context<'_>, class: Class) -> async_graphql::Result<()
     let request = crate::schema::request_context(ctx)?;
     limiters.check(class, &request.client_address).map_err(|wait| {
         let seconds = retry_after_secs(wait);
-        api_error(Code::RateLimited, format!("too many {} from your address; retry in {seconds} s", class.describe()))
-            .extend_with(|_, e| e.set("retryAfter", seconds))
+        api_error(Code::RateLimited, refusal(class, seconds)).extend_with(|_, e| e.set("retryAfter", seconds))
     })
 }
 
@@ -182,7 +199,11 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate_then_a_sweep_forgets_idle_addresses() {
-        let limiters = RateLimiters::new(RateLimits { auth: Rate { per_minute: 60, burst: 3 }, search: Rate::OFF });
+        let limiters = RateLimiters::new(RateLimits {
+            auth: Rate { per_minute: 60, burst: 3 },
+            search: Rate::OFF,
+            plugin: Rate::OFF,
+        });
         for _ in 0..3 {
             assert!(limiters.check(Class::Auth, "192.0.2.1").is_ok());
         }

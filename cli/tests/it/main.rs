@@ -14,6 +14,7 @@ mod graphiql;
 mod hot_swap;
 mod orders;
 mod payments;
+mod plugin_api;
 mod plugins;
 mod search;
 mod sql_isolation;

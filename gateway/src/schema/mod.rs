@@ -5,6 +5,7 @@ mod loader;
 mod money;
 mod order;
 mod payment;
+pub(crate) mod plugins;
 mod product;
 
 use std::collections::HashMap;
@@ -22,10 +23,16 @@ use crate::rate_limit::RateLimiters;
 pub use money::{MinorUnits, Money, MoneyInput};
 
 #[derive(MergedObject, Default)]
-pub struct Query(product::ProductQuery, account::AccountQuery, order::OrderQuery);
+pub struct Query(product::ProductQuery, account::AccountQuery, order::OrderQuery, plugins::PluginQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(product::ProductMutation, account::AccountMutation, order::OrderMutation, payment::PaymentMutation);
+pub struct Mutation(
+    product::ProductMutation,
+    account::AccountMutation,
+    order::OrderMutation,
+    payment::PaymentMutation,
+    plugins::PluginMutation,
+);
 
 pub type PolyScaleSchema = Schema<Query, Mutation, EmptySubscription>;
 

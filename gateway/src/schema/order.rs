@@ -146,6 +146,43 @@ impl Cart {
     async fn updated_at(&self) -> DateTime<Utc> {
         timestamp(self.0.updated_at_ms)
     }
+    /// What the merchants' validation plugins say of the cart (and the
+    /// pricing or validation plugins that failed); a `blocking` issue
+    /// keeps it from being checked out as it is.
+    async fn issues(&self) -> Vec<CartIssue> {
+        self.0.issues.iter().cloned().map(CartIssue).collect()
+    }
+}
+
+/// What a merchant's plugin says of a cart.
+#[derive(Clone)]
+pub struct CartIssue(pb::CartIssue);
+
+#[Object]
+impl CartIssue {
+    /// The merchant whose plugin spoke.
+    async fn merchant_id(&self) -> ID {
+        ID(self.0.merchant_id.clone())
+    }
+    /// Stable, upper snake case: the plugin's own (`MAX_QUANTITY`), or
+    /// `PRICING_FAILED` / `VALIDATION_FAILED` when the plugin itself
+    /// failed.
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    /// For the buyer.
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    /// A path into the cart's lines (`lines[2].quantity`), or "" for the
+    /// whole cart.
+    async fn field(&self) -> &str {
+        &self.0.field
+    }
+    /// Whether the cart cannot be checked out as it is.
+    async fn blocking(&self) -> bool {
+        self.0.blocking
+    }
 }
 
 /// A product in a cart, priced live on every read.
@@ -193,6 +230,31 @@ impl CartLine {
     /// Whether the product still exists and can be ordered.
     async fn purchasable(&self) -> bool {
         self.0.purchasable
+    }
+    /// What the merchant's pricing plugins took off `lineTotal` (already
+    /// deducted from it), in the line's currency.
+    async fn discount(&self) -> Money {
+        discount(&self.0.discount, &self.0.unit_price)
+    }
+    /// The pricing plugins' messages for the line ("10% off from 5 units").
+    async fn notes(&self) -> &[String] {
+        &self.0.notes
+    }
+}
+
+/// A line's discount; none (a service that sent none) is zero in the
+/// line's currency.
+fn discount(
+    discount: &Option<polyscale_proto::types::v1::Money>,
+    unit_price: &Option<polyscale_proto::types::v1::Money>,
+) -> Money {
+    match discount {
+        Some(d) => d.clone().into(),
+        None => polyscale_proto::types::v1::Money {
+            amount: 0,
+            currency: unit_price.as_ref().map(|p| p.currency.clone()).unwrap_or_default(),
+        }
+        .into(),
     }
 }
 
@@ -295,6 +357,15 @@ impl OrderLine {
     /// Units shipped so far.
     async fn fulfilled_quantity(&self) -> i32 {
         int(self.0.fulfilled_quantity)
+    }
+    /// What the merchant's pricing plugins took off `lineTotal` when the
+    /// order was placed.
+    async fn discount(&self) -> Money {
+        discount(&self.0.discount, &self.0.unit_price)
+    }
+    /// The pricing plugins' messages for the line when it was placed.
+    async fn notes(&self) -> &[String] {
+        &self.0.notes
     }
 }
 
@@ -692,6 +763,28 @@ mod tests {
             "refundPayment(paymentId: ID!, amount: MoneyInput): PaymentPayload!",
             "voidPayment(paymentId: ID!): PaymentPayload!",
             "recordManualPayment(orderId: ID!, amount: MoneyInput!, reference: String!): PaymentPayload!",
+            "issues: [CartIssue!]!",
+            "discount: Money!",
+            "notes: [String!]!",
+            "plugins(merchantId: ID): [Plugin!]!",
+            "plugin(name: String!, merchantId: ID): Plugin",
+            "uploadPlugin(file: Upload!, kind: PluginKind!, name: String!, activate: Boolean = false, merchantId: ID): PluginPayload!",
+            "activatePlugin(name: String!, version: String!, merchantId: ID): PluginPayload!",
+            "rollbackPlugin(name: String!, merchantId: ID): PluginPayload!",
+            "disablePlugin(name: String!, merchantId: ID): PluginPayload!",
+            "configurePlugin(name: String!, merchantId: ID, settings: [PluginSettingInput!], onFailure: PluginFailureMode, position: Int): PluginPayload!",
+            "previewPricing(name: String!, version: String, lines: [PreviewLineInput!]!, step: CheckoutStep = CART, settings: [PluginSettingInput!], merchantId: ID): PluginPreviewPayload!",
+            "previewValidation(name: String!, version: String, lines: [PreviewLineInput!]!, step: CheckoutStep = CART, settings: [PluginSettingInput!], merchantId: ID): PluginPreviewPayload!",
+            "discount: Int = 0",
+            "activeVersion: String",
+            "onFailure: PluginFailureMode!",
+            "updatedAt: DateTime!",
+            "uploadedAt: DateTime!",
+            "durationP99Ms: Float!",
+            "fuelP99: Int!",
+            "peakMemoryBytes: Int!",
+            "logsTruncated: Boolean!",
+            "blocking: Boolean!",
         ] {
             assert!(sdl.contains(signature), "missing `{signature}`");
         }

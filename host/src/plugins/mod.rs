@@ -351,11 +351,15 @@ impl PluginHost {
         self.get(merchant_id, name).await
     }
 
-    /// Goes back to the version that was live before the current one.
+    /// Goes back to the version that was live before the current one (one
+    /// step: a second rollback has nothing to go back to).
     pub async fn rollback(&self, merchant_id: &str, name: &str) -> Result<PluginView, PluginError> {
         let record = self.require(merchant_id, name).await?;
         let previous = record.previous_version.clone().ok_or_else(|| PluginError::NoPreviousVersion(name.into()))?;
-        self.activate(merchant_id, name, &previous).await
+        self.activate(merchant_id, name, &previous).await?;
+        // One step back; going forward again is an activation.
+        self.store.configure(merchant_id, name, Changes { previous_version: Some(None), ..Changes::default() }).await?;
+        self.get(merchant_id, name).await
     }
 
     /// Stops running the plugin; its versions stay.

@@ -472,3 +472,199 @@ async fn limits_follow_the_configuration() {
     let big = preview(&app, &merchant, "small", "", &[("padding", &"x".repeat(300))]).await;
     assert_eq!(big.failure, "input_too_large", "{big:?}");
 }
+
+// --- the example plugins, every language --------------------------------------
+
+/// The examples `cargo xtask plugin-examples` built (it runs before the
+/// tests and says where in `POLYSCALE_PLUGIN_EXAMPLES`).
+fn examples() -> Vec<(String, String, Vec<u8>)> {
+    let dir = std::env::var("POLYSCALE_PLUGIN_EXAMPLES").expect(
+        "POLYSCALE_PLUGIN_EXAMPLES is unset: run the tests with `cargo xtask test`, which builds the example plugins",
+    );
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(&dir).join("manifest.json")).expect("manifest.json"),
+    )
+    .expect("a JSON manifest");
+    manifest["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap().to_string();
+            let wasm = std::fs::read(p["path"].as_str().unwrap()).expect("the built example");
+            (name, p["kind"].as_str().unwrap().to_string(), wasm)
+        })
+        .collect()
+}
+
+/// What each pricing example makes of 5 units at 10.00, by its defaults.
+fn expected_line_total(example: &str) -> i64 {
+    match example {
+        "rust-tiered-discount" => 4_500, // 10 % off from 5 units
+        "python-bogo" => 3_000,          // 2 of 5 free
+        "c-price-ending" => 4_995,       // 9.99 each
+        other => panic!("no expectation for example {other}"),
+    }
+}
+
+async fn graphql_upload(app: &TestApp, token: &str, name: &str, kind: &str, wasm: &[u8]) -> Value {
+    let operations = json!({
+        "query": "mutation($file: Upload!, $kind: PluginKind!, $name: String!) { uploadPlugin(file: $file, kind: $kind, name: $name) { plugin { name versions { sha256 active } } userErrors { field code message } } }",
+        "variables": { "file": null, "kind": kind, "name": name },
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.file"] }).to_string())
+        .part("0", reqwest::multipart::Part::bytes(wasm.to_vec()).file_name(format!("{name}.wasm")));
+    let response = reqwest::Client::new().post(app.url()).bearer_auth(token).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    let payload = body["data"]["uploadPlugin"].clone();
+    assert_eq!(payload["userErrors"], json!([]), "{name}: {payload}");
+    payload
+}
+
+async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+    app.graphql_as(Some(token), query, variables).await
+}
+
+async fn every_example_language_runs_end_to_end(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let (_, merchant) = app.merchant().await;
+    let examples = examples();
+    let languages: Vec<&str> = examples.iter().map(|(n, _, _)| n.split('-').next().unwrap()).collect();
+    for language in ["rust", "python", "js", "c"] {
+        assert!(languages.contains(&language), "no {language} example in {languages:?}");
+    }
+    for (i, (example, kind, wasm)) in examples.iter().enumerate() {
+        let product = product_id(&app, &format!("Item {i}"), 1_000, 100).await;
+        let buyer = customer(&app, &format!("buyer-{i}@test.example")).await;
+        let quantity = if kind == "validation" { 11 } else { 5 };
+        add_to_cart(&app, &buyer, &product, quantity).await;
+        let name = format!("ex-{example}");
+        match kind.as_str() {
+            "pricing" => {
+                // v1: a plain 10 % discount, live; v2: the example.
+                upload(&app, &merchant, &name, PLUGIN, true).await.expect("v1");
+                assert_eq!(cart_total(&app, &buyer).await["totals"][0]["amount"], 4_500, "{example} v1");
+                let uploaded = graphql_upload(&app, &merchant, &name, "PRICING", wasm).await;
+                let v2 = uploaded["plugin"]["versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["active"] == false)
+                    .unwrap()["sha256"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let dry = gql(
+                    &app,
+                    &merchant,
+                    "mutation($name: String!, $v: String) { previewPricing(name: $name, version: $v, lines: [{ productId: \"p\", quantity: 5, unitPrice: { amount: 1000, currency: \"USD\" } }]) { preview { failure error lines { lineTotal { amount } } fuelUsed peakMemoryBytes durationUs logs } userErrors { code message } } }",
+                    json!({ "name": name, "v": v2 }),
+                )
+                .await;
+                let preview = &dry["previewPricing"]["preview"];
+                assert_eq!(preview["failure"], Value::Null, "{example}: {dry}");
+                assert_eq!(
+                    preview["lines"][0]["lineTotal"]["amount"],
+                    expected_line_total(example),
+                    "{example}: {dry}"
+                );
+                println!(
+                    "{example}: {} bytes, dry run fuel {} memory {} time {} µs",
+                    wasm.len(),
+                    preview["fuelUsed"],
+                    preview["peakMemoryBytes"],
+                    preview["durationUs"]
+                );
+                let live = gql(&app, &merchant, "mutation($name: String!, $v: String!) { activatePlugin(name: $name, version: $v) { plugin { activeVersion } userErrors { code message } } }", json!({ "name": name, "v": v2 })).await;
+                assert_eq!(live["activatePlugin"]["plugin"]["activeVersion"], v2.as_str(), "{live}");
+                let cart = gql(
+                    &app,
+                    &buyer,
+                    "{ cart { lines { lineTotal { amount } discount { amount } notes } totals { amount } } }",
+                    json!({}),
+                )
+                .await;
+                assert_eq!(
+                    cart["cart"]["lines"][0]["lineTotal"]["amount"],
+                    expected_line_total(example),
+                    "{example}: {cart}"
+                );
+                let placed = place(&app, &buyer, &format!("key-{i}")).await;
+                assert_eq!(placed["userErrors"], json!([]), "{example}: {placed}");
+                assert_eq!(placed["order"]["total"]["amount"], expected_line_total(example), "{example}: {placed}");
+                // The order keeps its price; rollback restores v1's for the next cart.
+                add_to_cart(&app, &buyer, &product, quantity).await;
+                let back = gql(&app, &merchant, "mutation($name: String!) { rollbackPlugin(name: $name) { plugin { activeVersion } userErrors { code } } }", json!({ "name": name })).await;
+                assert_eq!(back["rollbackPlugin"]["userErrors"], json!([]), "{back}");
+                assert_eq!(cart_total(&app, &buyer).await["totals"][0]["amount"], 4_500, "{example}: rolled back");
+                gql(
+                    &app,
+                    &merchant,
+                    "mutation($name: String!) { disablePlugin(name: $name) { userErrors { code } } }",
+                    json!({ "name": name }),
+                )
+                .await;
+            }
+            "validation" => {
+                let uploaded = graphql_upload(&app, &merchant, &name, "VALIDATION", wasm).await;
+                let v1 = uploaded["plugin"]["versions"][0]["sha256"].as_str().unwrap().to_string();
+                // 11 units at 10.00: over max-quantity's 10; for min-order,
+                // a minimum above the cart's value.
+                let settings = if example.contains("min-order") {
+                    json!([{ "name": "minimum", "value": "20000" }])
+                } else {
+                    json!([])
+                };
+                gql(&app, &merchant, "mutation($name: String!, $s: [PluginSettingInput!]) { configurePlugin(name: $name, settings: $s) { userErrors { code } } }", json!({ "name": name, "s": settings })).await;
+                let dry = gql(
+                    &app,
+                    &merchant,
+                    "mutation($name: String!, $v: String) { previewValidation(name: $name, version: $v, lines: [{ productId: \"p\", quantity: 11, unitPrice: { amount: 1000, currency: \"USD\" } }]) { preview { failure error violations { code target } fuelUsed peakMemoryBytes durationUs } userErrors { code message } } }",
+                    json!({ "name": name, "v": v1 }),
+                )
+                .await;
+                let preview = &dry["previewValidation"]["preview"];
+                assert_eq!(preview["failure"], Value::Null, "{example}: {dry}");
+                let code = preview["violations"][0]["code"].as_str().unwrap_or_default().to_string();
+                assert!(!code.is_empty(), "{example}: {dry}");
+                println!(
+                    "{example}: {} bytes, dry run fuel {} memory {} time {} µs",
+                    wasm.len(),
+                    preview["fuelUsed"],
+                    preview["peakMemoryBytes"],
+                    preview["durationUs"]
+                );
+                gql(&app, &merchant, "mutation($name: String!, $v: String!) { activatePlugin(name: $name, version: $v) { userErrors { code } } }", json!({ "name": name, "v": v1 })).await;
+                let cart = gql(&app, &buyer, "{ cart { issues { code field blocking } } }", json!({})).await;
+                assert_eq!(cart["cart"]["issues"][0]["code"], code.as_str(), "{example}: {cart}");
+                assert_eq!(cart["cart"]["issues"][0]["blocking"], true);
+                let refused = place(&app, &buyer, &format!("key-{i}")).await;
+                assert_eq!(crate::orders::codes(&refused), vec![code.clone()], "{example}: {refused}");
+                gql(
+                    &app,
+                    &merchant,
+                    "mutation($name: String!) { disablePlugin(name: $name) { userErrors { code } } }",
+                    json!({ "name": name }),
+                )
+                .await;
+                let placed = place(&app, &buyer, &format!("key-{i}-after")).await;
+                assert_eq!(placed["userErrors"], json!([]), "{example}: {placed}");
+            }
+            other => panic!("unknown kind {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_language_runs_end_to_end_sqlite() {
+    every_example_language_runs_end_to_end(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_language_runs_end_to_end_postgres() {
+    every_example_language_runs_end_to_end(Backend::Postgres).await;
+}

@@ -44,8 +44,9 @@ use crate::registry::{ComponentStore, DeployError, KindLimits, Registry, Slots, 
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
 
 /// Limits of one plugin call. The defaults follow Shopify Functions'
-/// (11 M instructions, 10 MB memory, 512 kB stack, 128 kB input, 20 kB
-/// output, 1 kB logs).
+/// (11 M instructions, 512 kB stack, 128 kB input, 20 kB output, 1 kB
+/// logs), but for memory: 32 MiB, not 10 MB, so that Python plugins (whose
+/// interpreter image needs ~12.3 MB before any work) can run.
 #[derive(Debug, Clone)]
 pub struct PluginLimits {
     /// Instructions (wasmtime fuel) for a cart of up to
@@ -69,7 +70,9 @@ impl Default for PluginLimits {
         Self {
             fuel: 11_000_000,
             lines_in_base_fuel: 200,
-            max_memory_bytes: 10 << 20,
+            // Shopify's is 10 MB; a Python plugin's interpreter image alone
+            // is ~12.3 MB of linear memory (componentize-py 0.25).
+            max_memory_bytes: 32 << 20,
             max_stack_bytes: 512 << 10,
             timeout: Duration::from_millis(100),
             max_input_bytes: 128 << 10,
@@ -198,7 +201,8 @@ impl PluginHost {
             cache_dir: config.cache_dir.clone(),
             fuel: true,
             max_wasm_stack_bytes: Some(limits.max_stack_bytes),
-            core_instances_per_component: 32,
+            // A Python plugin (componentize-py) is 38 core instances.
+            core_instances_per_component: 64,
             call_limits: call,
         })
         .map_err(|e| PluginStartError::Engine(format!("{e:#}")))?;

@@ -82,7 +82,7 @@ impl Runtime {
             // shims) with one memory and a couple of tables.
             .total_core_instances(instances * per_component)
             .max_core_instances_per_component(per_component)
-            .max_memories_per_component(per_component.min(16))
+            .max_memories_per_component(per_component.min(32))
             .max_tables_per_component(per_component * 2)
             .total_memories(instances * 2)
             .total_tables(instances * 4)

@@ -35,10 +35,11 @@ pub(crate) fn build(tools: &Toolchains, dir: &Path, out: &Path, kind: Kind) -> R
         .arg("-o")
         .arg(&core);
     run(cmd, &format!("clang on {}", dir.display())).map_err(|e| {
-        e.context(
-            "compiling for wasm32-wasi needs clang, lld and wasi-libc \
-             (Debian: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)",
-        )
+        e.context(format!(
+            "compiling the C plugin (the bindings are {world}.h; wasm32-wasi needs clang, lld and wasi-libc: \
+             Debian: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)",
+            world = kind.world()
+        ))
     })?;
     let module = std::fs::read(&core)?;
     refuse_wasi_imports(&module)?;

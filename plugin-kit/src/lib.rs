@@ -24,12 +24,16 @@
 //!
 //! Plugins that are not Rust build against the contract this crate carries
 //! ([`PLUGIN_WIT`]) unless their directory has a `wit/` folder of its own.
+//!
+//! [`new_project`] writes a new plugin project from the templates embedded
+//! here (`templates/`), one per language and kind.
 
 mod c;
 mod check;
 mod js;
 mod python;
 mod rust;
+mod template;
 mod tools;
 
 use std::fmt;
@@ -38,6 +42,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use check::{Checked, check};
+pub use template::new_project;
 pub use tools::{COMPONENTIZE_JS, COMPONENTIZE_PY, JCO, Toolchains};
 
 /// The plugin contract, `wit/plugin/plugin.wit` (frozen).
@@ -242,6 +247,9 @@ pub fn build(tools: &Toolchains, request: &BuildRequest) -> Result<Built> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let kind = match (request.kind, detect_kind(&dir, language)?) {
+        (Some(asked), Some(found)) if asked != found => {
+            bail!("{}: the source implements a {found} plugin, not a {asked} one", dir.display())
+        }
         (Some(asked), _) => Some(asked),
         (None, found) => found,
     };
@@ -292,4 +300,52 @@ fn wit_dir(dir: &Path, scratch: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&carried)?;
     std::fs::write(carried.join("plugin.wit"), PLUGIN_WIT)?;
     Ok(carried)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn detects_one_language_per_directory() {
+        assert_eq!(detect_language(dir_with(&[("Cargo.toml", "")]).path()).unwrap(), Language::Rust);
+        assert_eq!(detect_language(dir_with(&[("app.py", "")]).path()).unwrap(), Language::Python);
+        assert_eq!(detect_language(dir_with(&[("app.js", "")]).path()).unwrap(), Language::Js);
+        assert_eq!(detect_language(dir_with(&[("a.c", ""), ("b.c", "")]).path()).unwrap(), Language::C);
+        let none = detect_language(dir_with(&[("main.py", "")]).path()).unwrap_err().to_string();
+        assert!(none.contains("not a plugin directory"), "{none}");
+        let both = detect_language(dir_with(&[("app.py", ""), ("app.js", "")]).path()).unwrap_err().to_string();
+        assert!(both.contains("python, js"), "{both}");
+    }
+
+    #[test]
+    fn detects_the_kind_from_the_required_export() {
+        let kind = |lang, file, text| detect_kind(dir_with(&[(file, text)]).path(), lang).unwrap();
+        assert_eq!(kind(Language::Python, "app.py", "class Pricer(exports.Pricer):"), Some(Kind::Pricing));
+        assert_eq!(kind(Language::Js, "app.js", "export const validator = {"), Some(Kind::Validation));
+        assert_eq!(
+            kind(Language::C, "p.c", "void exports_polyscale_plugin_pricer_price(cart_t *c)"),
+            Some(Kind::Pricing)
+        );
+        assert_eq!(kind(Language::Js, "app.js", "export const pricer = {}; export const validator = {}"), None);
+        assert_eq!(kind(Language::Python, "app.py", "print('hi')"), None);
+        assert_eq!(kind(Language::Rust, "Cargo.toml", ""), None);
+    }
+
+    #[test]
+    fn the_carried_contract_is_the_frozen_one() {
+        assert!(PLUGIN_WIT.contains("package polyscale:plugin@1.0.0;"));
+        for kind in Kind::ALL {
+            assert!(PLUGIN_WIT.contains(&format!("world {} {{", kind.world())));
+            assert!(PLUGIN_WIT.contains(&format!("interface {} {{", kind.interface())));
+        }
+    }
 }

@@ -64,6 +64,40 @@ enum Command {
         #[arg(long, default_value = "products")]
         index: String,
     },
+    /// Merchant plugins: write, build (see docs/plugins.md).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a new plugin project (the directory NAME) from a template.
+    New {
+        /// rust, python, js or c.
+        #[arg(long, value_parser = ["rust", "python", "js", "c"])]
+        lang: String,
+        /// pricing or validation.
+        #[arg(long, value_parser = ["pricing", "validation"])]
+        kind: String,
+        /// The project's directory; its last part is the plugin's name
+        /// (lower case letters, digits, dashes).
+        name: PathBuf,
+    },
+    /// Build a plugin into a component and check it against
+    /// polyscale:plugin@1.0.0 (toolchains are installed on first use).
+    Build {
+        /// The plugin's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The component to write (default: DIR/NAME.wasm).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// pricing or validation, when the source does not tell.
+        #[arg(long, value_parser = ["pricing", "validation"])]
+        kind: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,7 +303,35 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Reindex { admin, index } => reindex(&admin, &index).await,
+        Command::Plugin { command } => plugin(command),
     }
+}
+
+fn plugin(command: PluginCommand) -> Result<()> {
+    use polyscale_plugin_kit::{Kind, Language};
+    let kind_of = |k: &str| Kind::parse(k).expect("clap checked the kind");
+    match command {
+        PluginCommand::New { lang, kind, name } => {
+            let language = Language::parse(&lang).expect("clap checked the language");
+            let written = polyscale::plugin::new_project(&name, language, kind_of(&kind))?;
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            println!("build it with: polyscale plugin build {}", name.display());
+        }
+        PluginCommand::Build { dir, out, kind } => {
+            let built = polyscale::plugin::build(&dir, out.as_deref(), kind.as_deref().map(kind_of))?;
+            println!(
+                "{}: {} {} plugin, {} bytes, exports {}",
+                built.path.display(),
+                built.language,
+                built.checked.kind,
+                built.size,
+                built.checked.kind.export()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -14,5 +14,6 @@ mod graphiql;
 mod hot_swap;
 mod orders;
 mod payments;
+mod plugin_kit;
 mod search;
 mod sql_isolation;

@@ -1,9 +1,11 @@
 //! The `polyscale` binary's library: the embedded system (everything in one
-//! process) and the sample catalog. The binary (`main.rs`) is the CLI.
+//! process), the sample catalog and the plugin author kit. The binary
+//! (`main.rs`) is the CLI.
 
 pub mod admin;
 pub mod config;
 pub mod embedded;
+pub mod plugin;
 pub mod plugin_run;
 pub mod sample;
 pub mod telemetry;

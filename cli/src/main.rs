@@ -64,6 +64,71 @@ enum Command {
         #[arg(long, default_value = "products")]
         index: String,
     },
+    /// Merchant plugins: write, build (see docs/plugins.md).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a new plugin project (the directory NAME) from a template.
+    New {
+        /// rust, python, js or c.
+        #[arg(long, value_parser = ["rust", "python", "js", "c"])]
+        lang: String,
+        /// pricing or validation.
+        #[arg(long, value_parser = ["pricing", "validation"])]
+        kind: String,
+        /// The project's directory; its last part is the plugin's name
+        /// (lower case letters, digits, dashes).
+        name: PathBuf,
+    },
+    /// Build a plugin into a component and check it against
+    /// polyscale:plugin@1.0.0 (toolchains are installed on first use).
+    Build {
+        /// The plugin's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The component to write (default: DIR/NAME.wasm).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// pricing or validation, when the source does not tell.
+        #[arg(long, value_parser = ["pricing", "validation"])]
+        kind: Option<String>,
+    },
+    /// Run a plugin on a sample cart here, exactly as the host would:
+    /// prints the output, fuel, memory, time and logs.
+    Run {
+        /// The cart, as JSON (docs/plugins.md).
+        #[arg(long)]
+        input: PathBuf,
+        /// The component.
+        plugin: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload a plugin version to a running system (`PUT /plugins/NAME`).
+    Upload {
+        /// The component.
+        plugin: PathBuf,
+        /// The plugin's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = ["pricing", "validation"])]
+        kind: String,
+        /// Make it live at once.
+        #[arg(long)]
+        activate: bool,
+        /// The gateway.
+        #[arg(long, env = "POLYSCALE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A merchant's (or an admin's) access token.
+        #[arg(long, env = "POLYSCALE_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,7 +334,61 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Reindex { admin, index } => reindex(&admin, &index).await,
+        Command::Plugin { command: PluginCommand::Run { input, plugin, json } } => {
+            let wasm = polyscale::plugin_run::read(&plugin)?;
+            let input = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
+            let config = polyscale::config::PluginsSection::default().host_config(None);
+            let report = polyscale::plugin_run::run(&wasm, &input, config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", polyscale::plugin_run::human(&report));
+            }
+            if report["failure"].is_object() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Plugin { command: PluginCommand::Upload { plugin, name, kind, activate, url, token } } => {
+            let wasm = polyscale::plugin_run::read(&plugin)?;
+            let name = match name {
+                Some(name) => name,
+                None => plugin.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string(),
+            };
+            let answer = polyscale::plugin_run::upload(&url, &token, &name, &kind, activate, wasm).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::Plugin { command } => plugin(command),
     }
+}
+
+fn plugin(command: PluginCommand) -> Result<()> {
+    use polyscale_plugin_kit::{Kind, Language};
+    let kind_of = |k: &str| Kind::parse(k).expect("clap checked the kind");
+    match command {
+        PluginCommand::New { lang, kind, name } => {
+            let language = Language::parse(&lang).expect("clap checked the language");
+            let written = polyscale::plugin::new_project(&name, language, kind_of(&kind))?;
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            println!("build it with: polyscale plugin build {}", name.display());
+        }
+        PluginCommand::Build { dir, out, kind } => {
+            let built = polyscale::plugin::build(&dir, out.as_deref(), kind.as_deref().map(kind_of))?;
+            println!(
+                "{}: {} {} plugin, {} bytes, exports {}",
+                built.path.display(),
+                built.language,
+                built.checked.kind,
+                built.size,
+                built.checked.kind.export()
+            );
+        }
+        PluginCommand::Run { .. } | PluginCommand::Upload { .. } => unreachable!("handled in main"),
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

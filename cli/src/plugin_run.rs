@@ -144,6 +144,26 @@ pub fn human(report: &Value) -> String {
     out
 }
 
+/// Uploads a version through the gateway's `PUT /plugins/{name}`; returns
+/// its JSON answer, or the gateway's error.
+pub async fn upload(url: &str, token: &str, name: &str, kind: &str, activate: bool, wasm: Vec<u8>) -> Result<Value> {
+    let endpoint = format!("{}/plugins/{name}?kind={kind}&activate={activate}", url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .put(&endpoint)
+        .bearer_auth(token)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .with_context(|| format!("PUT {endpoint}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("the upload was refused ({status}): {body}");
+    }
+    Ok(body)
+}
+
 /// Reads a plugin file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))

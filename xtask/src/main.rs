@@ -1,11 +1,19 @@
 //! `cargo xtask <command>`: the project's orchestration in Rust, so it runs
 //! the same everywhere.
 //!
-//! - `test`: the whole test suite. Starts one throwaway PostgreSQL cluster
+//! - `test`: the whole test suite. Builds the example plugins (as
+//!   `plugin-examples` does; the tests find them through
+//!   `POLYSCALE_PLUGIN_EXAMPLES`), starts one throwaway PostgreSQL cluster
 //!   for the run (unless `DATABASE_URL` is set), then runs every test of
 //!   the host workspace (with cargo-nextest when installed) and the guest
 //!   crates' unit tests.
 //! - `bench`: the benchmarks (release build).
+//! - `plugin-examples [--out DIR]`: builds the example plugins of
+//!   `plugins/examples/` (Rust, Python, JavaScript, C) into
+//!   `$CARGO_TARGET_DIR/plugin-examples/` with `manifest.json`, checks them
+//!   against `polyscale:plugin@1.0.0` and runs each once on a sample cart.
+
+mod plugin_examples;
 
 use std::process::{Command, ExitCode};
 
@@ -16,8 +24,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("plugin-examples") => plugin_examples::run(&args[1..]).map(drop),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench> [extra args for the test runner]");
+            eprintln!(
+                "usage: cargo xtask <test|bench> [extra args for the test runner]\n       cargo xtask plugin-examples [--out DIR]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -45,6 +56,12 @@ fn has_nextest() -> bool {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
+    // The example plugins, in every language, for the end-to-end tests.
+    let examples = plugin_examples::run(&[])?;
+    eprintln!("xtask: POLYSCALE_PLUGIN_EXAMPLES={}", examples.display());
+    // SAFETY: single-threaded at this point; children inherit it.
+    unsafe { std::env::set_var("POLYSCALE_PLUGIN_EXAMPLES", &examples) };
+
     // One cluster for the whole run; each test makes its own database.
     let _cluster = match std::env::var("DATABASE_URL") {
         Ok(url) => {
@@ -95,6 +112,10 @@ fn test(extra: &[String]) -> Result<(), String> {
         "account-component",
         "-p",
         "order-component",
+        "-p",
+        "tiered-discount-plugin",
+        "-p",
+        "max-quantity-plugin",
         "--lib",
     ]);
     let guest_result = run(guests);

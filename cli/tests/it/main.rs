@@ -15,6 +15,7 @@ mod hot_swap;
 mod orders;
 mod payments;
 mod plugin_api;
+mod plugin_kit;
 mod plugins;
 mod search;
 mod sql_isolation;

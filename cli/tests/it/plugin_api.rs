@@ -12,18 +12,9 @@ use serde_json::{Value, json};
 use crate::app::{Backend, Options, TestApp, create_product, product_input, variant};
 use crate::orders::{add_to_cart, customer};
 
-/// PLACEHOLDER until the host side lands: the tiered-discount pricing
-/// plugin, `polyscale_test_components::TIERED_DISCOUNT_PLUGIN`, which this
-/// branch does not have yet. Replace the body of [`tiered_discount`] with
-/// `polyscale_test_components::TIERED_DISCOUNT_PLUGIN.to_vec()` then.
-const TIERED_DISCOUNT_PLUGIN: &[u8] = &[];
-
+/// The tiered-discount example pricing plugin (Rust).
 fn tiered_discount() -> Vec<u8> {
-    assert!(
-        !TIERED_DISCOUNT_PLUGIN.is_empty(),
-        "TIERED_DISCOUNT_PLUGIN is a placeholder: use polyscale_test_components::TIERED_DISCOUNT_PLUGIN"
-    );
-    TIERED_DISCOUNT_PLUGIN.to_vec()
+    polyscale_test_components::TIERED_DISCOUNT_PLUGIN.to_vec()
 }
 
 const PLUGIN_SERVICE: &str = "/polyscale.plugin.v1.PluginService/";

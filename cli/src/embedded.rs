@@ -241,6 +241,7 @@ impl EmbeddedConfig {
             header_read_timeout: gateway.header_read_timeout,
             request_timeout: gateway.request_timeout,
             max_connections: gateway.max_connections,
+            ..ServerLimits::default()
         };
         embedded.introspection = gateway.introspection;
         embedded.graphiql = gateway.graphiql;

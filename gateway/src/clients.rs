@@ -39,6 +39,10 @@ pub struct Clients {
     service_tokens: Option<Arc<ServiceTokenIssuer>>,
 }
 
+/// The deadline of a plugin upload (transfer to the service, validation,
+/// compilation, storage).
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
     let invalid = |reason: String| ClientError::InvalidEndpoint { endpoint: endpoint.to_string(), reason };
     Ok(Endpoint::from_shared(endpoint.to_string())
@@ -60,7 +64,7 @@ impl Clients {
             // queue the order calls behind it; an upload carries the
             // component whole: room for the largest one plus the rest of
             // the message.
-            plugin: PluginServiceClient::new(channel(&config.order_endpoint, config.service_timeout)?)
+            plugin: PluginServiceClient::new(channel(&config.order_endpoint, UPLOAD_TIMEOUT)?)
                 .max_encoding_message_size(config.max_plugin_upload_bytes.saturating_add(PLUGIN_MESSAGE_MARGIN)),
             timeout: config.service_timeout,
             service_tokens: config.service_key.as_ref().map(|key| Arc::new(ServiceTokenIssuer::new(key))),
@@ -88,6 +92,15 @@ impl Clients {
             metadata.insert(AUTHORIZATION, v);
         }
         request.set_timeout(self.timeout);
+        request
+    }
+
+    /// A plugin upload: as [`Clients::request`], with the deadline of an
+    /// upload (the host validates and compiles the component; a Python
+    /// one is 18 MB of Wasm).
+    pub fn upload_request<T>(&self, message: T, context: &RequestContext) -> tonic::Request<T> {
+        let mut request = self.request(message, context);
+        request.set_timeout(UPLOAD_TIMEOUT.max(self.timeout));
         request
     }
 }

@@ -10,7 +10,8 @@
 //!   slowloris client, or an idle keep-alive connection, does not keep its
 //!   slot;
 //! - **requests**: reading the body and answering must fit in
-//!   `request_timeout`, else 408.
+//!   `request_timeout` (`upload_timeout` for a plugin upload: a multipart
+//!   `POST` or a `PUT /plugins/…`), else 408.
 //!
 //! HTTP/2 is not served here (h2c by prior knowledge was never used by
 //! browsers; a proxy in front terminates TLS and HTTP/2).
@@ -24,6 +25,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,7 +34,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use tower_http::timeout::TimeoutLayer;
+
+/// A plugin upload: `PUT /plugins/…` or a multipart `POST`.
+fn is_upload<B>(request: &Request<B>) -> bool {
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    (request.method() == axum::http::Method::PUT && request.uri().path().starts_with("/plugins/"))
+        || (request.method() == axum::http::Method::POST && multipart)
+}
 
 /// Bounds on the HTTP connections of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +55,9 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Time to read a request's body and answer it.
     pub request_timeout: Duration,
+    /// The same for a plugin upload (up to 32 MiB in, then validated and
+    /// compiled by the host).
+    pub upload_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
 }
@@ -51,6 +67,7 @@ impl Default for ServerLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            upload_timeout: crate::clients::UPLOAD_TIMEOUT,
             max_connections: 1024,
         }
     }
@@ -64,7 +81,16 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
+    let (normal, upload) = (limits.request_timeout, limits.upload_timeout);
+    let router = router.layer(axum::middleware::from_fn(move |request: Request<axum::body::Body>, next: Next| {
+        let limit = if is_upload(&request) { upload } else { normal };
+        async move {
+            match tokio::time::timeout(limit, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+            }
+        }
+    }));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();

@@ -23,6 +23,6 @@
 //! The other example plugins (Python, JavaScript, C) need toolchains a
 //! build script should not bootstrap: `cargo xtask plugin-examples` builds
 //! all five and `cargo xtask test` passes their directory to the tests as
-//! `POLYSCALE_PLUGIN_EXAMPLES` (see docs/plugins.md).
+//! `PLUGIN_EXAMPLES_DIR` (see docs/plugins.md).
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));

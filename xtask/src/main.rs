@@ -3,7 +3,7 @@
 //!
 //! - `test`: the whole test suite. Builds the example plugins (as
 //!   `plugin-examples` does; the tests find them through
-//!   `POLYSCALE_PLUGIN_EXAMPLES`), starts one throwaway PostgreSQL cluster
+//!   `PLUGIN_EXAMPLES_DIR`), starts one throwaway PostgreSQL cluster
 //!   for the run (unless `DATABASE_URL` is set), then runs every test of
 //!   the host workspace (with cargo-nextest when installed) and the guest
 //!   crates' unit tests.
@@ -59,9 +59,9 @@ fn test(extra: &[String]) -> Result<(), String> {
     // The example plugins, in every language, for the end-to-end tests. A
     // failure here fails the run, but after the other tests have run.
     let examples_result = plugin_examples::run(&[]).map(|examples| {
-        eprintln!("xtask: POLYSCALE_PLUGIN_EXAMPLES={}", examples.display());
+        eprintln!("xtask: PLUGIN_EXAMPLES_DIR={}", examples.display());
         // SAFETY: single-threaded at this point; children inherit it.
-        unsafe { std::env::set_var("POLYSCALE_PLUGIN_EXAMPLES", &examples) };
+        unsafe { std::env::set_var("PLUGIN_EXAMPLES_DIR", &examples) };
     });
     if let Err(e) = &examples_result {
         eprintln!("xtask: building the example plugins failed; running the tests without them: {e}");

@@ -193,6 +193,7 @@ async fn slow_clients_are_disconnected_at_the_header_and_request_timeouts() {
         header_read_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(3),
         max_connections: 64,
+        ..ServerLimits::default()
     };
     let app = TestApp::spawn_with(Options { http: Some(http), ..Options::new(Backend::Sqlite) }).await;
     let request = b"POST /graphql HTTP/1.1\r\nHost: polyscale\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"query\": \"{ categories { id } }\"}";
@@ -236,6 +237,7 @@ async fn connections_past_the_cap_wait_without_disturbing_established_ones() {
         header_read_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         max_connections: 2,
+        ..ServerLimits::default()
     };
     let app = TestApp::spawn_with(Options { http: Some(http), ..Options::new(Backend::Sqlite) }).await;
     let mut first = TcpStream::connect(app.http).await.unwrap();

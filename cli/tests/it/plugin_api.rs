@@ -139,13 +139,19 @@ async fn oversized_and_anonymous_multipart_never_reach_the_service() {
     // The file one byte over the cap: refused while it is read.
     let mut big = b"\0asm".to_vec();
     big.resize(CAP + 1, 0);
+    // (The gateway answers 413 and closes without reading the rest; the
+    // kernel may then reset the connection before the client has read the
+    // answer: status 0. Either way nothing was accepted, and the service
+    // count below proves it never saw the file.)
     let (status, body) = post_refused(&app, &merchant, upload_form("tiers", &big, false)).await;
-    assert_eq!(status, 413, "{body}");
-    assert!(body.contains("the file exceeds"), "{body}");
+    assert!(status == 413 || status == 0, "{status} {body}");
+    if status == 413 {
+        assert!(body.contains("the file exceeds"), "{body}");
+    }
     // A declared length far over: refused before reading.
     big.resize(CAP + (4 << 20), 0);
     let (status, body) = post_refused(&app, &merchant, upload_form("tiers", &big, false)).await;
-    assert_eq!(status, 413, "{body}");
+    assert!(status == 413 || status == 0, "{status} {body}");
 
     // Anonymous: 401 before the body is read.
     let (status, body) = post_multipart(&app, None, upload_form("tiers", b"\0asm", false)).await;

@@ -476,10 +476,10 @@ async fn limits_follow_the_configuration() {
 // --- the example plugins, every language --------------------------------------
 
 /// The examples `cargo xtask plugin-examples` built (it runs before the
-/// tests and says where in `POLYSCALE_PLUGIN_EXAMPLES`).
+/// tests and says where in `PLUGIN_EXAMPLES_DIR`).
 fn examples() -> Vec<(String, String, Vec<u8>)> {
-    let dir = std::env::var("POLYSCALE_PLUGIN_EXAMPLES").expect(
-        "POLYSCALE_PLUGIN_EXAMPLES is unset: run the tests with `cargo xtask test`, which builds the example plugins",
+    let dir = std::env::var("PLUGIN_EXAMPLES_DIR").expect(
+        "PLUGIN_EXAMPLES_DIR is unset: run the tests with `cargo xtask test`, which builds the example plugins",
     );
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(std::path::Path::new(&dir).join("manifest.json")).expect("manifest.json"),

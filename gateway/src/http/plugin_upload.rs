@@ -190,7 +190,7 @@ pub(super) async fn put_plugin(State(state): State<AppState>, Path(name): Path<S
         activate: query.activate,
     };
     let clients = &state.clients;
-    match clients.plugin.clone().upload_plugin(clients.request(message, &context)).await {
+    match clients.plugin.clone().upload_plugin(clients.upload_request(message, &context)).await {
         Ok(plugin) => {
             let (status, body) = uploaded(&plugin.into_inner(), &sha256, size);
             answer(status, body, &request_id)

@@ -611,7 +611,7 @@ impl PluginMutation {
             wasm,
             activate: activate.unwrap_or(false),
         };
-        plugin_payload(clients.plugin.clone().upload_plugin(clients.request(message, request)).await)
+        plugin_payload(clients.plugin.clone().upload_plugin(clients.upload_request(message, request)).await)
     }
 
     /// Makes a stored version (its SHA-256, or a unique prefix of at least

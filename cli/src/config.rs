@@ -46,6 +46,122 @@ pub struct Config {
     pub plugins: PluginsSection,
     pub gateway: GatewaySection,
     pub admin: AdminSection,
+    pub services: ServicesSection,
+    pub keys: KeysSection,
+}
+
+/// The services of a distributed deployment (docs/operations.md,
+/// Distributed mode): which run in this process, where the others are,
+/// how replicas keep in step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesSection {
+    /// The services `polyscale serve --services` runs (default: all).
+    #[serde(deserialize_with = "list::deserialize")]
+    pub run: Vec<ServiceName>,
+    /// gRPC URLs of the product service's replicas (the gateway balances
+    /// over them; the order service reaches its sibling there). Empty:
+    /// this process's own gRPC listener.
+    #[serde(deserialize_with = "list::deserialize")]
+    pub product: Vec<String>,
+    #[serde(deserialize_with = "list::deserialize")]
+    pub account: Vec<String>,
+    #[serde(deserialize_with = "list::deserialize")]
+    pub order: Vec<String>,
+    /// Replicas of this process's services. Above 1, SQLite and Tantivy
+    /// (one process's files) are refused.
+    pub replicas: u32,
+    /// How often a process compares the component versions it runs with
+    /// the store (activations are also announced at once on PostgreSQL).
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for ServicesSection {
+    fn default() -> Self {
+        Self {
+            run: ServiceName::ALL.to_vec(),
+            product: Vec::new(),
+            account: Vec::new(),
+            order: Vec::new(),
+            replicas: 1,
+            reconcile_interval: polyscale_host::database::changes::DEFAULT_RECONCILE_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Product,
+    Account,
+    Order,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 3] = [ServiceName::Product, ServiceName::Account, ServiceName::Order];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Product => "product",
+            ServiceName::Account => "account",
+            ServiceName::Order => "order",
+        }
+    }
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s.trim())
+            .ok_or_else(|| format!("unknown service `{s}` (expected product, account or order)"))
+    }
+}
+
+/// The secrets processes share, as files (mounted secrets). All-in-one
+/// needs none: it generates the signing key under `DATA_DIR/keys` and a
+/// service key per run. `polyscale keys generate` writes a set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSection {
+    /// The Ed25519 private key (PEM) access tokens are signed with: the
+    /// account service's. Default `DATA_DIR/keys/token-signing-key.pem`,
+    /// generated on first start.
+    pub token_signing_key_file: Option<PathBuf>,
+    /// The public key (PEM) every other process verifies tokens with
+    /// (derived from the signing key where that is given).
+    pub token_public_key_file: Option<PathBuf>,
+    /// The secret the gateway and the services share (service tokens);
+    /// required when they run apart.
+    pub service_key_file: Option<PathBuf>,
+}
+
+/// A list: a TOML array, or one string with commas (environment
+/// variables).
+mod list {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let items = match Raw::deserialize(d)? {
+            Raw::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+            Raw::Many(v) => v,
+        };
+        items.iter().map(|s| s.trim().parse::<T>().map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 /// Payment providers. `manual` is always on; the others are configured
@@ -415,6 +531,8 @@ impl Default for Config {
             plugins: PluginsSection::default(),
             gateway: GatewaySection::default(),
             admin: AdminSection::default(),
+            services: ServicesSection::default(),
+            keys: KeysSection::default(),
         }
     }
 }
@@ -662,6 +780,57 @@ impl Config {
                 key: "product.search.url",
                 message: "required when product.search.engine is \"elasticsearch\"".into(),
             });
+        }
+        if self.services.run.is_empty() {
+            return Err(ConfigError::Invalid { key: "services.run", message: "name at least one service".into() });
+        }
+        positive("services.replicas", self.services.replicas > 0)?;
+        positive("services.reconcile_interval", !self.services.reconcile_interval.is_zero())?;
+        for (key, urls) in [
+            ("services.product", &self.services.product),
+            ("services.account", &self.services.account),
+            ("services.order", &self.services.order),
+        ] {
+            if let Some(url) = urls.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("`{url}` is not an http:// or https:// URL"),
+                });
+            }
+        }
+        if self.services.replicas > 1 {
+            // Each replica would have its own files: two truths.
+            let runs = |service| self.services.run.contains(&service);
+            for (key, url, used) in [
+                ("components.database_url", &self.components.database_url, true),
+                ("product.database_url", &self.product.database_url, runs(ServiceName::Product)),
+                ("account.database_url", &self.account.database_url, runs(ServiceName::Account)),
+                (
+                    "account.credentials_database_url",
+                    &self.account.credentials_database_url,
+                    runs(ServiceName::Account),
+                ),
+                ("order.database_url", &self.order.database_url, runs(ServiceName::Order)),
+            ] {
+                if used && url.as_deref().is_none_or(|u| u.starts_with("sqlite:")) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: format!(
+                            "services.replicas is {}: replicas must share a PostgreSQL database, not SQLite files",
+                            self.services.replicas
+                        ),
+                    });
+                }
+            }
+            if self.services.run.contains(&ServiceName::Product) && self.search_engine() == SearchEngine::Tantivy {
+                return Err(ConfigError::Invalid {
+                    key: "product.search.engine",
+                    message: format!(
+                        "services.replicas is {}: replicas must share Elasticsearch, not a Tantivy directory each",
+                        self.services.replicas
+                    ),
+                });
+            }
         }
         if self.payments.test.enabled
             && let Some(file) = &self.payments.test.webhook_secret_file

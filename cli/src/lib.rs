@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod embedded;
+pub mod keys;
 pub mod plugin;
 pub mod plugin_run;
 pub mod sample;

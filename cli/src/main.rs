@@ -26,8 +26,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process (SQLite + built-in components).
-    Serve(ServeArgs),
+    /// Run everything in one process (SQLite + built-in components), or,
+    /// with --services, a service host of a distributed deployment.
+    Serve {
+        /// Run only these services here (product, account, order;
+        /// comma-separated), and no gateway.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Run only the GraphQL gateway, in front of services elsewhere
+    /// (`services.product`, `services.account`, `services.order`).
+    Gateway(ServeArgs),
+    /// The secrets a distributed deployment shares.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     Config(ServeArgs),
     /// Manage the component versions of a running service host.
@@ -132,6 +148,17 @@ enum PluginCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a token signing key, its public key, a service key and an
+    /// operator token into DIR (secrets mode 0600; existing files are
+    /// never overwritten).
+    Generate {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AccountsCommand {
     /// Grant a role (admin or merchant) to the account with this email.
     Grant {
@@ -204,6 +231,11 @@ struct ServeArgs {
 impl ServeArgs {
     /// The effective configuration.
     fn load(&self) -> Result<Config> {
+        self.load_with(None)
+    }
+
+    /// The effective configuration, running `services` if given.
+    fn load_with(&self, services: Option<&[String]>) -> Result<Config> {
         use figment::Figment;
         use figment::providers::Serialized;
         use figment::value::Value;
@@ -241,6 +273,9 @@ impl ServeArgs {
         }
         if self.no_sample_data {
             put("sample_data", false.into());
+        }
+        if let Some(services) = services {
+            put("services.run", services.join(",").into());
         }
         for pair in &self.set {
             let (key, value) = pair.split_once('=').with_context(|| format!("--set {pair}: expected KEY=VALUE"))?;
@@ -306,7 +341,26 @@ struct AdminTarget {
 async fn main() -> Result<()> {
     telemetry::init_logs();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve { services, args } => {
+            let config = args.load_with(services.as_deref())?;
+            let mut embedded = EmbeddedConfig::from_config(&config);
+            if services.is_some() {
+                embedded.services = config.services.run.clone();
+                embedded.gateway = false;
+            }
+            serve(embedded).await
+        }
+        Command::Gateway(args) => {
+            let mut embedded = EmbeddedConfig::from_config(&args.load()?);
+            embedded.services.clear();
+            serve(embedded).await
+        }
+        Command::Keys { command: KeysCommand::Generate { dir } } => {
+            for written in polyscale::keys::generate(&dir)? {
+                println!("wrote {}", written.display());
+            }
+            Ok(())
+        }
         Command::Config(args) => {
             print!("{}", args.load()?.redacted_toml());
             Ok(())
@@ -391,19 +445,34 @@ fn plugin(command: PluginCommand) -> Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let config = EmbeddedConfig::from_config(&args.load()?);
+async fn serve(config: EmbeddedConfig) -> Result<()> {
+    let (gateway, services) = (config.gateway, config.services.clone());
     let system = Embedded::build(config).await?;
-    tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
-    tracing::info!("services (gRPC) at {}; admin plane at {}", system.grpc_addr(), system.admin_address());
+    if gateway {
+        tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", system.http_addr());
+    }
+    if !services.is_empty() {
+        let names: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
+        tracing::info!(
+            "services {} (gRPC) at {}; admin plane at {}",
+            names.join(", "),
+            system.grpc_addr(),
+            system.admin_address()
+        );
+    }
     if let Some(metrics) = system.metrics_addr() {
-        tracing::info!("metrics at http://{metrics}/metrics");
+        tracing::info!("metrics at http://{metrics}/metrics, probes at /healthz and /readyz");
     }
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: finishing the requests in flight");
         on_signal.cancel();
     });
     system.run(shutdown).await?;

@@ -11,7 +11,7 @@ use polyscale_proto::order::v1::order_service_client::OrderServiceClient;
 use polyscale_proto::plugin::v1::plugin_service_client::PluginServiceClient;
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::GatewayConfig;
 use crate::schema::RequestContext;
@@ -32,7 +32,7 @@ pub struct Clients {
     pub account: AccountServiceClient<Channel>,
     pub order: OrderServiceClient<Channel>,
     /// Merchant plugins, served by the order service's host (at
-    /// `order_endpoint`).
+    /// `order_endpoints`).
     pub plugin: PluginServiceClient<Channel>,
     timeout: Duration,
     /// Proves to the services that calls come from this gateway.
@@ -43,28 +43,22 @@ pub struct Clients {
 /// compilation, storage).
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
-    let invalid = |reason: String| ClientError::InvalidEndpoint { endpoint: endpoint.to_string(), reason };
-    Ok(Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| invalid(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(timeout + Duration::from_secs(1))
-        .tcp_nodelay(true)
-        // Connects on first use and reconnects after a service restart.
-        .connect_lazy())
+fn channel(endpoints: &[String], timeout: Duration) -> Result<Channel, ClientError> {
+    polyscale_proto::channel::lazy(endpoints, Some(timeout + Duration::from_secs(1)))
+        .map_err(|e| ClientError::InvalidEndpoint { endpoint: e.endpoint, reason: e.reason })
 }
 
 impl Clients {
     pub fn connect_lazy(config: &GatewayConfig) -> Result<Self, ClientError> {
         Ok(Self {
-            product: ProductServiceClient::new(channel(&config.product_endpoint, config.service_timeout)?),
-            account: AccountServiceClient::new(channel(&config.account_endpoint, config.service_timeout)?),
-            order: OrderServiceClient::new(channel(&config.order_endpoint, config.service_timeout)?),
+            product: ProductServiceClient::new(channel(&config.product_endpoints, config.service_timeout)?),
+            account: AccountServiceClient::new(channel(&config.account_endpoints, config.service_timeout)?),
+            order: OrderServiceClient::new(channel(&config.order_endpoints, config.service_timeout)?),
             // A connection of its own, so that a 30 MiB upload does not
             // queue the order calls behind it; an upload carries the
             // component whole: room for the largest one plus the rest of
             // the message.
-            plugin: PluginServiceClient::new(channel(&config.order_endpoint, UPLOAD_TIMEOUT)?)
+            plugin: PluginServiceClient::new(channel(&config.order_endpoints, UPLOAD_TIMEOUT)?)
                 .max_encoding_message_size(config.max_plugin_upload_bytes.saturating_add(PLUGIN_MESSAGE_MARGIN)),
             timeout: config.service_timeout,
             service_tokens: config.service_key.as_ref().map(|key| Arc::new(ServiceTokenIssuer::new(key))),

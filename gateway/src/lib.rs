@@ -42,12 +42,13 @@ const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// gRPC endpoint of the product service, e.g. `http://127.0.0.1:50051`.
-    pub product_endpoint: String,
-    /// gRPC endpoint of the account service.
-    pub account_endpoint: String,
-    /// gRPC endpoint of the order service (carts and orders).
-    pub order_endpoint: String,
+    /// gRPC endpoints of the product service's replicas, e.g.
+    /// `http://127.0.0.1:50051` (calls are balanced over them).
+    pub product_endpoints: Vec<String>,
+    /// The account service's.
+    pub account_endpoints: Vec<String>,
+    /// The order service's (carts, orders, merchant plugins).
+    pub order_endpoints: Vec<String>,
     /// Public key (PEM) of the account service's token signer. Without it
     /// every bearer token is refused.
     pub token_public_key: Option<String>,
@@ -87,9 +88,9 @@ impl GatewayConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         let endpoint = endpoint.into();
         Self {
-            product_endpoint: endpoint.clone(),
-            account_endpoint: endpoint.clone(),
-            order_endpoint: endpoint,
+            product_endpoints: vec![endpoint.clone()],
+            account_endpoints: vec![endpoint.clone()],
+            order_endpoints: vec![endpoint],
             token_public_key: None,
             trusted_proxy_hops: 0,
             limits: GraphqlLimits::default(),

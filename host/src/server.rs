@@ -6,6 +6,7 @@
 //! until shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use polyscale_auth::{ServiceKey, ServiceTokenVerifier, Verifier};
 use polyscale_proto::admin::v1::component_admin_server::ComponentAdminServer;
@@ -19,12 +20,14 @@ use crate::capabilities::credentials::{CredentialsConfig, CredentialsSetupError}
 use crate::capabilities::search::SearchBackend;
 use crate::capabilities::search::elasticsearch::ElasticsearchBackend;
 use crate::capabilities::search::tantivy::TantivyBackend;
+use crate::database::changes::DEFAULT_RECONCILE_INTERVAL;
 use crate::database::migrations::MigrationError;
 use crate::database::{ConnectError, ConnectOptions, Database, SqlLimits, redact_url};
 use crate::registry::{ComponentStore, DeployError, Deployable, KindLimits, Registry, ServiceSlot};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::services::Authenticator;
 use crate::services::account::AccountModule;
+use crate::services::admin::AdminApi;
 use crate::services::module::{Planes, ServiceModule};
 use crate::services::order::OrderModule;
 use crate::services::product::ProductModule;
@@ -62,6 +65,10 @@ pub struct HostConfig {
     /// (without it, no caller's address header is); the order service
     /// signs its calls to the product service's `InventoryService` with it.
     pub gateway_key: Option<ServiceKey>,
+    /// How often this process compares the slots it runs with the
+    /// component store (other replicas' activations are also announced at
+    /// once on PostgreSQL; this heals a missed announcement).
+    pub reconcile_interval: Duration,
 }
 
 impl HostConfig {
@@ -78,6 +85,7 @@ impl HostConfig {
             order: None,
             token_public_key: None,
             gateway_key: None,
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
         }
     }
 }
@@ -198,7 +206,7 @@ pub enum StartError {
 pub struct HostContext {
     config: HostConfig,
     registry: Arc<Registry>,
-    databases: Vec<Database>,
+    databases: Vec<(&'static str, Database)>,
 }
 
 impl HostContext {
@@ -214,7 +222,7 @@ impl HostContext {
     /// Opens a service's database.
     pub async fn connect(&mut self, service: &'static str, url: &str) -> Result<Database, StartError> {
         let db = connect(service, url, &self.config.connect).await?;
-        self.databases.push(db.clone());
+        self.databases.push((service, db.clone()));
         Ok(db)
     }
 
@@ -222,7 +230,7 @@ impl HostContext {
     pub async fn connect_private(&mut self, service: &'static str, url: &str) -> Result<Database, StartError> {
         let options = ConnectOptions { private: true, ..self.config.connect.host_store() };
         let db = connect(service, url, &options).await?;
-        self.databases.push(db.clone());
+        self.databases.push((service, db.clone()));
         Ok(db)
     }
 
@@ -259,15 +267,96 @@ pub struct ServiceHost {
     product: Option<Arc<ProductModule>>,
     account: Option<Arc<AccountModule>>,
     order: Option<Arc<OrderModule>>,
-    modules: Vec<Arc<dyn ServiceModule>>,
     registry: Arc<Registry>,
     /// Stops background work (drainers, sweepers) when the host goes.
     background: CancellationToken,
-    verifier: Option<Verifier>,
-    gateway: Option<ServiceTokenVerifier>,
-    databases: Vec<Database>,
+    /// What the modules serve, on which plane.
+    planes: Planes,
+    health: HostHealth,
     /// Largest component a deploy may upload.
     max_component_bytes: usize,
+}
+
+/// The connections `listener` accepts, with Nagle's algorithm off: tonic
+/// ignores `tcp_nodelay` for `serve_with_incoming*`, and a small gRPC
+/// answer held back until the peer's delayed ACK costs ~40 ms.
+pub fn no_delay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+            }
+        })
+    })
+}
+
+/// How often the host checks its databases for its gRPC health.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// A host process's health: its databases and the component versions it
+/// runs. Cheap to clone; `/readyz` and the gRPC health service read it.
+#[derive(Clone)]
+pub struct HostHealth {
+    databases: Arc<Vec<(&'static str, Database)>>,
+    components: AdminApi,
+    services: Vec<&'static str>,
+}
+
+/// The answer of [`HostHealth::check`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthReport {
+    /// Every database answers.
+    pub ready: bool,
+    pub databases: Vec<DatabaseHealth>,
+    pub components: Vec<ComponentHealth>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatabaseHealth {
+    pub name: &'static str,
+    pub location: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentHealth {
+    pub component: String,
+    pub version: Option<String>,
+    pub activation: Option<i64>,
+}
+
+impl HostHealth {
+    /// Pings every database (at most a second each, all at once) and reads
+    /// the versions this process runs.
+    pub async fn check(&self) -> HealthReport {
+        let pings = self.databases.iter().map(|(name, db)| async move {
+            let result = db.ping(Duration::from_secs(1)).await;
+            DatabaseHealth { name, location: db.describe(), ok: result.is_ok(), error: result.err() }
+        });
+        let databases = futures::future::join_all(pings).await;
+        let components = self
+            .components
+            .running()
+            .await
+            .into_iter()
+            .map(|(component, running)| ComponentHealth {
+                component,
+                version: running.as_ref().map(|(v, _)| v.version.clone()),
+                activation: running.map(|(_, seq)| seq),
+            })
+            .collect();
+        HealthReport { ready: databases.iter().all(|d| d.ok), databases, components }
+    }
+
+    /// The gRPC health names this host serves.
+    pub fn services(&self) -> &[&'static str] {
+        &self.services
+    }
 }
 
 impl ServiceHost {
@@ -276,7 +365,7 @@ impl ServiceHost {
         let store_db = connect("components", &config.components_database_url, &config.connect.host_store()).await?;
         let store = ComponentStore::open(store_db.clone()).await?;
         let registry = Registry::new(runtime, store, config.compiled_cache_bytes);
-        let mut host = HostContext { config, registry: registry.clone(), databases: vec![store_db] };
+        let mut host = HostContext { config, registry: registry.clone(), databases: vec![("components", store_db)] };
 
         // The configured modules, in start order.
         let account = match host.config.account.clone() {
@@ -300,24 +389,31 @@ impl ServiceHost {
         for module in &modules {
             module.spawn_background(&background);
         }
+        // Follow the activations other processes make on the same store.
+        registry.store().changes().listen(host.config.reconcile_interval, background.child_token());
         let public_key =
             host.config.token_public_key.clone().or_else(|| modules.iter().find_map(|m| m.token_public_key()));
         let verifier =
             public_key.map(|pem| Verifier::new(&pem)).transpose().map_err(|e| StartError::PublicKey(e.to_string()))?;
         let max_component_bytes = host.config.max_component_bytes;
         let gateway = host.config.gateway_key.as_ref().map(ServiceTokenVerifier::new);
-        Ok(Self {
-            product,
-            account,
-            order,
-            modules,
-            registry,
-            background,
-            verifier,
-            gateway,
-            databases: host.databases,
-            max_component_bytes,
-        })
+        let auth = Authenticator::new(verifier, gateway);
+        let mut planes = Planes::default();
+        for module in &modules {
+            module.register(&auth, &mut planes);
+        }
+        let health = HostHealth {
+            databases: Arc::new(host.databases),
+            components: planes.components.clone(),
+            services: planes.health.clone(),
+        };
+        Ok(Self { product, account, order, registry, background, planes, health, max_component_bytes })
+    }
+
+    /// The host's health, for `/readyz` (the gRPC health service follows
+    /// the same checks).
+    pub fn health(&self) -> HostHealth {
+        self.health.clone()
     }
 
     pub fn product(&self) -> Option<&Arc<ProductModule>> {
@@ -339,7 +435,7 @@ impl ServiceHost {
     /// Serves the data plane on `listener` and the admin plane on `admin`
     /// until `shutdown` is cancelled, then closes the databases.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         admin: AdminListener,
         shutdown: CancellationToken,
@@ -353,15 +449,45 @@ impl ServiceHost {
                 .map_err(|e| StartError::Reflection(e.to_string()))
         };
 
-        let auth = Authenticator::new(self.verifier.clone(), self.gateway.clone());
-        let mut planes = Planes::default();
-        for module in &self.modules {
-            module.register(&auth, &mut planes);
-        }
-        for name in &planes.health {
-            health.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
-        }
-        let Planes { mut grpc, admin: mut admin_routes, components, indexes, .. } = planes;
+        // Serving while the databases answer; checked now and every
+        // HEALTH_CHECK_EVERY.
+        let checks = self.health.clone();
+        let stop_checks = self.background.clone();
+        let mut reported = None;
+        let services = self.health.services.clone();
+        let mut report = move |ready: bool| {
+            let health = health.clone();
+            let names = services.clone();
+            let changed = reported != Some(ready);
+            reported = Some(ready);
+            async move {
+                if !changed {
+                    return;
+                }
+                let status =
+                    if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+                health.set_service_status("", status).await;
+                for name in names {
+                    health.set_service_status(name, status).await;
+                }
+            }
+        };
+        report(self.health.check().await.ready).await;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop_checks.cancelled() => return,
+                    _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
+                }
+                let result = checks.check().await;
+                if !result.ready {
+                    let down: Vec<_> = result.databases.iter().filter(|d| !d.ok).map(|d| d.name).collect();
+                    tracing::warn!(?down, "a database does not answer: reporting NOT_SERVING");
+                }
+                report(result.ready).await;
+            }
+        });
+        let Planes { mut grpc, admin: mut admin_routes, components, indexes, .. } = std::mem::take(&mut self.planes);
         grpc.add_service(health_service.clone()).add_service(reflection()?);
         admin_routes
             .add_service(
@@ -373,7 +499,7 @@ impl ServiceHost {
 
         let data_plane = tonic::transport::Server::builder()
             .add_routes(grpc.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(no_delay(listener), shutdown.clone().cancelled_owned());
         let admin_address = admin.address();
         let admin_plane = async {
             let stop = shutdown.clone().cancelled_owned();
@@ -389,7 +515,7 @@ impl ServiceHost {
                     tonic::transport::Server::builder()
                         .layer(tonic::service::InterceptorLayer::new(AdminAuth(Some(token))))
                         .add_routes(admin_routes.routes())
-                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                        .serve_with_incoming_shutdown(no_delay(listener), stop)
                         .await
                 }
             }
@@ -408,7 +534,7 @@ impl ServiceHost {
             }
         );
         self.background.cancel();
-        for db in &self.databases {
+        for (_, db) in self.health.databases.iter() {
             db.close().await;
         }
         data.map_err(|e| StartError::Engine(format!("gRPC server: {e}")))?;
@@ -419,5 +545,20 @@ impl ServiceHost {
 impl Drop for ServiceHost {
     fn drop(&mut self) {
         self.background.cancel();
+    }
+}
+
+#[cfg(test)]
+mod no_delay_tests {
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_on_nagle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(super::no_delay(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY set on the accepted socket");
     }
 }

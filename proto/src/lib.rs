@@ -58,3 +58,54 @@ pub mod metadata {
     /// `Bearer <access token>`.
     pub const AUTHORIZATION: &str = "authorization";
 }
+
+/// Channels to a service's replicas.
+pub mod channel {
+    use std::time::Duration;
+
+    use tonic::transport::{Channel, Endpoint};
+
+    /// Why a service URL cannot be used.
+    #[derive(Debug)]
+    pub struct InvalidEndpoint {
+        pub endpoint: String,
+        pub reason: String,
+    }
+
+    impl std::fmt::Display for InvalidEndpoint {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "invalid service endpoint `{}`: {}", self.endpoint, self.reason)
+        }
+    }
+
+    impl std::error::Error for InvalidEndpoint {}
+
+    /// A channel to a service at `urls`: one URL, or its replicas, over
+    /// which calls are balanced (power of two choices over the connected
+    /// ones; a replica that is down is skipped until it is back).
+    /// Connections open on first use and reopen after a restart; no
+    /// socket waits on Nagle's algorithm. `timeout`, if any, bounds every
+    /// call.
+    pub fn lazy(urls: &[String], timeout: Option<Duration>) -> Result<Channel, InvalidEndpoint> {
+        let endpoints = urls
+            .iter()
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.clone())
+                    .map_err(|e| InvalidEndpoint { endpoint: url.clone(), reason: e.to_string() })?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_timeout(Duration::from_secs(10));
+                Ok(match timeout {
+                    Some(t) => endpoint.timeout(t),
+                    None => endpoint,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match endpoints.as_slice() {
+            [] => Err(InvalidEndpoint { endpoint: String::new(), reason: "no URL given".into() }),
+            [one] => Ok(one.clone().connect_lazy()),
+            _ => Ok(Channel::balance_list(endpoints.into_iter())),
+        }
+    }
+}

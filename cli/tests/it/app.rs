@@ -221,11 +221,7 @@ impl TestApp {
         };
         if let Some(link) = &link {
             let url = format!("http://{}", link.addr);
-            config.order_siblings = Some(polyscale_host::capabilities::siblings::SiblingEndpoints {
-                product: url.clone(),
-                account: url.clone(),
-            });
-            config.gateway_services = Some(url);
+            config.service_urls = polyscale::embedded::ServiceUrls::all(&url);
         }
         config.test_payments = options.test_payments;
         config.plugins = options.plugins.unwrap_or_default();

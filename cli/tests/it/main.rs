@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod catalog;
 mod config;
+mod distributed;
 mod edge;
 mod faults;
 mod graphiql;

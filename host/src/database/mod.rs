@@ -13,6 +13,8 @@
 //! so a runaway query costs its own call. [`migrations`] applies ordered,
 //! forward-only schema changes, once.
 
+pub mod changes;
+pub mod lease;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
@@ -203,6 +205,28 @@ impl Database {
             Database::Postgres(pool) => TxInner::Postgres(pool.begin().await.map_err(postgres::map_error)?),
         };
         Ok(Transaction { inner: Some(inner) })
+    }
+
+    /// Whether the database answers a trivial query within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, self.execute_as(RunAs::Host, "SELECT 1", &[])).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    /// Where it is, without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(pool, _) => {
+                format!("sqlite://{}", pool.connect_options().get_filename().display())
+            }
+            Database::Postgres(pool) => {
+                let o = pool.connect_options();
+                format!("postgres://{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or(""))
+            }
+        }
     }
 
     pub async fn close(&self) {

@@ -39,6 +39,7 @@ use self::worlds::{PluginShared, PricingWorld, ValidationWorld};
 use crate::bindings::plugin::types::Cart;
 use crate::clock::now_ms;
 use crate::database::SqlError;
+use crate::database::changes::{Change, ChangeFeed};
 use crate::database::migrations::MigrationError;
 use crate::registry::{ComponentStore, DeployError, KindLimits, Registry, Slots, VersionInfo};
 use crate::runtime::{CallLimits, Runtime, RuntimeConfig};
@@ -166,6 +167,7 @@ pub struct PluginHost {
     stats: PluginStats,
     config: PluginConfig,
     directory: DashMap<String, Directory>,
+    changes: ChangeFeed,
 }
 
 /// Plugin names: lower-case letters, digits and dashes, 1 to 63.
@@ -207,6 +209,7 @@ impl PluginHost {
         })
         .map_err(|e| PluginStartError::Engine(format!("{e:#}")))?;
         let db = components.database().clone();
+        let changes = components.changes().clone();
         let registry = Registry::new(runtime, components, config.compiled_cache_bytes);
         let kind_limits = KindLimits {
             call,
@@ -217,14 +220,17 @@ impl PluginHost {
         let pricing = registry.kind::<PricingWorld>(PluginKind::Pricing.as_str(), shared(), kind_limits)?;
         let validation = registry.kind::<ValidationWorld>(PluginKind::Validation.as_str(), shared(), kind_limits)?;
         let store = PluginStore::open(db).await?;
-        Ok(Arc::new(Self {
+        let host = Arc::new(Self {
             pricing,
             validation,
             store,
             stats: PluginStats::default(),
             config,
             directory: DashMap::new(),
-        }))
+            changes,
+        });
+        Self::follow_changes(&host);
+        Ok(host)
     }
 
     pub fn config(&self) -> &PluginConfig {
@@ -247,8 +253,37 @@ impl PluginHost {
         Ok(plugins)
     }
 
-    fn forget_directory(&self, merchant_id: &str) {
+    /// After a change to a merchant's plugins: this process reads the
+    /// directory again, and so do the others sharing the store (told
+    /// through its change feed, or at their next resync).
+    async fn directory_changed(&self, merchant_id: &str) {
         self.directory.remove(merchant_id);
+        let change = Change::Plugins { merchant_id: merchant_id.to_string() };
+        if let Err(e) = self.changes.publish(change).await {
+            tracing::warn!(merchant = merchant_id, error = ?e, "plugin change not announced; replicas see it at their next resync");
+        }
+    }
+
+    /// Drops cached directories when another process changes them.
+    fn follow_changes(this: &Arc<Self>) {
+        let mut changes = this.changes.subscribe();
+        let weak = Arc::downgrade(this);
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(this) = weak.upgrade() else { return };
+                match change {
+                    Ok(Change::Plugins { merchant_id }) => {
+                        this.directory.remove(&merchant_id);
+                    }
+                    Ok(Change::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        this.directory.clear();
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     async fn require(&self, merchant_id: &str, name: &str) -> Result<PluginRecord, PluginError> {
@@ -349,7 +384,7 @@ impl PluginHost {
         let changes =
             Changes { enabled: Some(true), previous_version: previous.clone().map(Some), ..Changes::default() };
         self.store.configure(merchant_id, name, changes).await?;
-        self.forget_directory(merchant_id);
+        self.directory_changed(merchant_id).await;
         tracing::info!(merchant = merchant_id, plugin = name, version = %active.version,
             previous = previous.as_deref().unwrap_or("none"), "plugin version live");
         self.get(merchant_id, name).await
@@ -370,7 +405,7 @@ impl PluginHost {
     pub async fn disable(&self, merchant_id: &str, name: &str) -> Result<PluginView, PluginError> {
         self.require(merchant_id, name).await?;
         self.store.configure(merchant_id, name, Changes { enabled: Some(false), ..Changes::default() }).await?;
-        self.forget_directory(merchant_id);
+        self.directory_changed(merchant_id).await;
         self.get(merchant_id, name).await
     }
 
@@ -388,7 +423,7 @@ impl PluginHost {
         }
         let changes = Changes { settings, on_failure, position, ..Changes::default() };
         self.store.configure(merchant_id, name, changes).await?;
-        self.forget_directory(merchant_id);
+        self.directory_changed(merchant_id).await;
         self.get(merchant_id, name).await
     }
 

@@ -16,12 +16,20 @@
 //! loaded to its end, so calls in flight finish on the version they
 //! started with. Every version stays stored: rollback is activating an
 //! older one. The registry names no capability.
+//!
+//! Replicas follow each other: each slot remembers the activation
+//! sequence it runs, and every kind listens to the store's
+//! [`ChangeFeed`](crate::database::changes::ChangeFeed). An activation made
+//! by another process (announced, or found by the periodic resync) is
+//! compiled here first and then swapped in the same way; its activation
+//! step (migrations) already ran where it was made.
 
 pub mod cache;
 pub mod store;
 
 use std::any::TypeId;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -33,6 +41,7 @@ pub use store::{Activation, ComponentStore, SlotKey, VersionInfo, VersionSource,
 
 use crate::call::CallInfo;
 use crate::database::SqlError;
+use crate::database::changes::Change;
 use crate::database::migrations::MigrationError;
 use crate::runtime::{BoxFuture, CallError, CallLimits, CallState, Runtime, RuntimeConfig, World, WorldStore};
 
@@ -123,14 +132,16 @@ impl Registry {
     ) -> Result<Arc<Slots<W>>, DeployError> {
         let mut linker = Linker::new(self.runtime.engine());
         W::link(&mut linker).map_err(|e| DeployError::Incompatible(format!("linking the host: {e:#}")))?;
-        Ok(Arc::new(Slots {
+        let slots = Arc::new(Slots {
             kind: kind.to_string(),
             registry: self.clone(),
             linker,
             shared,
             limits,
             slots: DashMap::new(),
-        }))
+        });
+        Slots::follow_changes(&slots);
+        Ok(slots)
     }
 }
 
@@ -161,6 +172,8 @@ impl KindLimits {
 /// One slot: the id of its active version, nothing compiled.
 struct Slot {
     active: ArcSwapOption<VersionInfo>,
+    /// The activation sequence of `active` (0 before the first).
+    sequence: AtomicI64,
     /// Read the active pointer from the store once, on first use.
     loaded: tokio::sync::OnceCell<()>,
     /// Deploys and activations of a slot happen one at a time.
@@ -221,6 +234,7 @@ impl<W: Deployable> Slots<W> {
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         active: ArcSwapOption::empty(),
+                        sequence: AtomicI64::new(0),
                         loaded: tokio::sync::OnceCell::new(),
                         changing: tokio::sync::Mutex::new(()),
                         calls: tokio::sync::Semaphore::new(self.limits.max_concurrent_calls),
@@ -235,6 +249,7 @@ impl<W: Deployable> Slots<W> {
                     && let Some(info) = self.registry.store.get(&key, &active.version).await?
                 {
                     slot.active.store(Some(Arc::new(info)));
+                    slot.sequence.store(active.sequence, Ordering::Release);
                 }
                 Ok::<_, SqlError>(())
             })
@@ -327,6 +342,7 @@ impl<W: Deployable> Slots<W> {
         W::before_activation(self, key, version, &pre).await?;
         let sequence = self.registry.store.set_active(key, version).await?;
         let previous = slot.active.swap(Some(Arc::new(info.clone())));
+        slot.sequence.fetch_max(sequence, Ordering::AcqRel);
         tracing::info!(
             slot = %key,
             version = %version,
@@ -335,6 +351,102 @@ impl<W: Deployable> Slots<W> {
             "component version active"
         );
         Ok(info)
+    }
+
+    /// The active version of `owner`'s slot and its activation sequence,
+    /// as this process runs it (health reports it).
+    pub async fn running(&self, owner: &str) -> Result<Option<(VersionInfo, i64)>, SqlError> {
+        let slot = self.slot(owner).await?;
+        Ok(slot.active.load_full().map(|v| ((*v).clone(), slot.sequence.load(Ordering::Acquire))))
+    }
+
+    /// Follows the store's changes for this kind until the slots are
+    /// dropped: an announced activation of a slot in memory is followed at
+    /// once; a resync (or a lagging subscription) compares every slot in
+    /// memory with the store.
+    fn follow_changes(this: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let mut changes = this.registry.store.changes().subscribe();
+        let weak: Weak<Self> = Arc::downgrade(this);
+        runtime.spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(this) = weak.upgrade() else { return };
+                match change {
+                    Ok(Change::Activation { kind, owner, sequence }) if kind == this.kind => {
+                        this.follow(&owner, Some(sequence)).await;
+                    }
+                    Ok(Change::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        this.resync().await;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Compares every slot in memory with the store and follows those
+    /// behind.
+    pub async fn resync(&self) {
+        let stored = match self.registry.store.activations(&self.kind).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(kind = %self.kind, error = ?e, "resync: cannot read the activations");
+                return;
+            }
+        };
+        for (owner, activation) in stored {
+            let behind = self.slots.get(&owner).is_some_and(|slot| {
+                slot.loaded.initialized() && slot.sequence.load(Ordering::Acquire) < activation.sequence
+            });
+            if behind {
+                self.follow(&owner, Some(activation.sequence)).await;
+            }
+        }
+    }
+
+    /// Brings `owner`'s slot to the store's active version if it runs an
+    /// older activation than `sequence` (or any, with `None`). Slots not
+    /// in memory read the store on first use anyway. The new version is
+    /// compiled before the swap, so no call waits for it; if it cannot be
+    /// loaded here the slot keeps its version and the next resync retries.
+    pub async fn follow(&self, owner: &str, sequence: Option<i64>) {
+        let Some(slot) = self.slots.get(owner).map(|s| s.clone()) else { return };
+        let current = || slot.sequence.load(Ordering::Acquire);
+        if !slot.loaded.initialized() || sequence.is_some_and(|s| s <= current()) {
+            return;
+        }
+        let _changing = slot.changing.lock().await;
+        let key = self.key(owner);
+        let found = async {
+            let Some(active) = self.registry.store.active(&key).await? else { return Ok(None) };
+            if active.sequence <= current() {
+                return Ok(None);
+            }
+            let info = self.registry.store.get(&key, &active.version).await?.ok_or_else(|| {
+                DeployError::UnknownVersion { component: key.to_string(), version: active.version.clone() }
+            })?;
+            self.compiled(&info.version).await?;
+            Ok::<_, DeployError>(Some((info, active.sequence)))
+        };
+        match found.await {
+            Ok(Some((info, sequence))) => {
+                let previous = slot.active.swap(Some(Arc::new(info.clone())));
+                slot.sequence.store(sequence, Ordering::Release);
+                tracing::info!(
+                    slot = %key,
+                    version = %info.version,
+                    sequence,
+                    previous = previous.as_ref().map(|p| p.version.as_str()).unwrap_or("none"),
+                    "component version active (activated by another process)"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(slot = %key, error = %e, "cannot follow an activation; retrying at the next resync")
+            }
+        }
     }
 
     /// The compiled version: from the cache, or loaded from the store (and
@@ -504,6 +616,11 @@ impl<W: Deployable> ServiceSlot<W> {
 
     pub async fn active_version(&self) -> Option<VersionInfo> {
         self.slots.active_version(&self.owner).await.ok().flatten()
+    }
+
+    /// The version this process runs and its activation sequence.
+    pub async fn running(&self) -> Option<(VersionInfo, i64)> {
+        self.slots.running(&self.owner).await.ok().flatten()
     }
 
     pub async fn call<T, F>(&self, info: CallInfo, timeout: Option<Duration>, f: F) -> Result<Served<T>, CallError>

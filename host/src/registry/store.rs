@@ -6,6 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::clock::now_ms;
+use crate::database::changes::{Change, ChangeFeed};
 use crate::database::migrations::{self, Migration, MigrationError};
 use crate::database::{Database, Dialect, Rows, RunAs, SqlError, SqlLimits, Value, in_transaction};
 
@@ -114,17 +115,25 @@ fn schema(dialect: Dialect) -> Vec<Migration> {
 #[derive(Clone)]
 pub struct ComponentStore {
     db: Database,
+    /// Tells the processes sharing the store about activations.
+    changes: ChangeFeed,
 }
 
 impl ComponentStore {
     pub async fn open(db: Database) -> Result<Self, MigrationError> {
         migrations::apply(&db, "component-store", &schema(db.dialect()), &LIMITS, migrations::trusted, RunAs::Host)
             .await?;
-        Ok(Self { db })
+        Ok(Self { changes: ChangeFeed::new(db.clone()), db })
     }
 
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// Activations (and plugin directory changes) made by any process on
+    /// this store; [`ChangeFeed::listen`] relays the other processes'.
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.changes
     }
 
     /// Records `wasm` as a version of `slot` (the binary once, whatever
@@ -261,10 +270,39 @@ impl ComponentStore {
                 &LIMITS,
             )
             .await?;
-        match rows.rows.first().map(Vec::as_slice) {
-            Some([Value::Integer(seq)]) => Ok(*seq),
-            _ => Err(SqlError::Other("activation returned no sequence number".into())),
+        let sequence = match rows.rows.first().map(Vec::as_slice) {
+            Some([Value::Integer(seq)]) => *seq,
+            _ => return Err(SqlError::Other("activation returned no sequence number".into())),
+        };
+        // Committed: the other processes follow on this notification or,
+        // if it is lost, on their next resync.
+        let change = Change::Activation { kind: slot.kind.clone(), owner: slot.owner.clone(), sequence };
+        if let Err(e) = self.changes.publish(change).await {
+            tracing::warn!(slot = %slot, sequence, error = ?e, "activation not announced; replicas follow at their next resync");
         }
+        Ok(sequence)
+    }
+
+    /// The active version and sequence of every slot of `kind`, by owner.
+    pub async fn activations(&self, kind: &str) -> Result<Vec<(String, Activation)>, SqlError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT owner, active_sha256, activation_seq FROM _polyscale_slots WHERE kind = $1",
+                &[Value::Text(kind.into())],
+                &LIMITS,
+            )
+            .await?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Value::Text(owner), Value::Text(version), Value::Integer(sequence)] => {
+                    Some((owner.clone(), Activation { version: version.clone(), sequence: *sequence }))
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
 

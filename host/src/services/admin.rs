@@ -17,6 +17,8 @@ pub trait ComponentSlot: Send + Sync {
     async fn deploy(&self, wasm: &[u8], activate: bool) -> Result<VersionInfo, DeployError>;
     async fn activate(&self, version: &str) -> Result<VersionInfo, DeployError>;
     async fn versions(&self) -> Result<Vec<(VersionInfo, bool)>, DeployError>;
+    /// The version this process runs and its activation sequence.
+    async fn running(&self) -> Option<(VersionInfo, i64)>;
 }
 
 #[tonic::async_trait]
@@ -30,6 +32,9 @@ impl<W: Deployable> ComponentSlot for ServiceSlot<W> {
     async fn versions(&self) -> Result<Vec<(VersionInfo, bool)>, DeployError> {
         ServiceSlot::versions(self).await
     }
+    async fn running(&self) -> Option<(VersionInfo, i64)> {
+        ServiceSlot::running(self).await
+    }
 }
 
 #[derive(Default, Clone)]
@@ -41,6 +46,16 @@ impl AdminApi {
     pub fn with_slot(mut self, name: &str, slot: Arc<dyn ComponentSlot>) -> Self {
         self.slots.insert(name.to_string(), slot);
         self
+    }
+
+    /// Each slot's name, the version this process runs and its activation
+    /// sequence.
+    pub async fn running(&self) -> Vec<(String, Option<(VersionInfo, i64)>)> {
+        let mut running = Vec::new();
+        for (name, slot) in &self.slots {
+            running.push((name.clone(), slot.running().await));
+        }
+        running
     }
 
     fn slot(&self, name: &str) -> Result<&Arc<dyn ComponentSlot>, Status> {

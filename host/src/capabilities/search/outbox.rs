@@ -6,6 +6,10 @@
 //! "everything up to N": on PostgreSQL a lower number can commit after a
 //! higher one was read). While the engine is down, writes go on, rows
 //! accumulate, and the drainer retries with backoff up to 30 s.
+//!
+//! Replicas of the product service share the outbox; one drainer works at
+//! a time: the holder of the `search-outbox` [`Lease`]. The others check
+//! every second and take over within the lease's term if the holder stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +17,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{IndexOp, SearchService};
+use crate::database::lease::{self, Lease};
 use crate::database::{Database, Dialect, SqlError, SqlLimits, Transaction, Value};
 
 const BATCH: i64 = 500;
 const POLL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a replica that does not hold the lease checks it.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 pub async fn ensure_table(db: &Database) -> Result<(), SqlError> {
     let seq = match db.dialect() {
@@ -36,7 +43,7 @@ pub async fn ensure_table(db: &Database) -> Result<(), SqlError> {
         &[],
     )
     .await?;
-    Ok(())
+    Lease::ensure_table(db).await
 }
 
 /// Records a change within the component's transaction.
@@ -125,7 +132,28 @@ pub fn spawn_drainer(
     tokio::spawn(async move {
         let mut backoff = POLL;
         let mut failing = false;
+        let mut lease = Lease::new("search-outbox", lease::DEFAULT_TERM);
         loop {
+            let held = lease.hold(&db).await;
+            let wait = match held {
+                Ok(false) => Some(STANDBY_POLL),
+                Ok(true) => None,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = ?e, "search indexing paused: the database does not answer");
+                        failing = true;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Some(backoff)
+                }
+            };
+            if let Some(wait) = wait {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
             let wait = match drain_once(&db, &service).await {
                 Ok(n) => {
                     if failing {
@@ -149,7 +177,10 @@ pub fn spawn_drainer(
                 continue;
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    lease.release(&db).await;
+                    return;
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = service.queued.notified(), if !failing => {
                     // Let the writer's transaction commit first.

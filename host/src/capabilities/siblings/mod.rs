@@ -28,7 +28,7 @@ use polyscale_proto::metadata::{AUTHORIZATION, REQUEST_ID, SERVICE_TOKEN};
 use polyscale_proto::product::v1::inventory_service_client::InventoryServiceClient;
 use polyscale_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use wasmtime::component::{HasData, Linker};
 
@@ -41,10 +41,11 @@ use crate::call::CallInfo;
 /// Where the siblings are.
 #[derive(Debug, Clone)]
 pub struct SiblingEndpoints {
-    /// The product service (`ProductService`, `InventoryService`).
-    pub product: String,
-    /// The account service.
-    pub account: String,
+    /// The product service's replicas (`ProductService`,
+    /// `InventoryService`).
+    pub product: Vec<String>,
+    /// The account service's.
+    pub account: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,14 +69,9 @@ pub struct Siblings {
     max_hold: Duration,
 }
 
-fn channel(endpoint: &str) -> Result<Channel, EndpointError> {
-    let invalid = |reason: String| EndpointError { endpoint: endpoint.to_string(), reason };
-    Ok(Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| invalid(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        // Connects on first use and reconnects after a sibling restarts.
-        .connect_lazy())
+fn channel(endpoints: &[String]) -> Result<Channel, EndpointError> {
+    polyscale_proto::channel::lazy(endpoints, None)
+        .map_err(|e| EndpointError { endpoint: e.endpoint, reason: e.reason })
 }
 
 impl Siblings {

@@ -1,0 +1,409 @@
+//! Distributed mode, as real processes on loopback: two product replicas,
+//! an account service, an order service and two gateways, each its own
+//! `polyscale` process, on one throwaway PostgreSQL (a database per
+//! service plus the shared component store).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::app::{PASSWORD, variant};
+
+/// One `polyscale` process and what it logged about itself.
+struct Process {
+    name: &'static str,
+    child: Child,
+    /// `http://host:port` of its gRPC listener (service hosts).
+    grpc: Option<String>,
+    /// Its admin plane (service hosts).
+    admin: Option<String>,
+    /// `http://host:port/graphql` (gateways).
+    graphql: Option<String>,
+    /// `http://host:port` of its metrics and probes listener.
+    probes: String,
+    _log: Receiver<String>,
+}
+
+impl Process {
+    /// Starts `polyscale ARGS` with a data directory of its own and waits
+    /// until it has logged where it listens.
+    fn start(name: &'static str, root: &Path, args: &[String]) -> Self {
+        let data = root.join(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polyscale"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--no-sample-data", "--data-dir"])
+            .arg(&data)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("POLYSCALE_DATA_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("polyscale starts");
+        let (lines, log) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let serves_gateway = args.first().is_some_and(|a| a == "gateway");
+        let (mut grpc, mut admin, mut graphql, mut probes) = (None, None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        while probes.is_none() || (serves_gateway && graphql.is_none()) || (!serves_gateway && grpc.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = log.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("{name} did not log its addresses; its log:\n{}", seen.join("\n"));
+            };
+            if let Some(rest) = line.split("GraphQL at ").nth(1) {
+                graphql = Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+            if let Some(rest) = line.split("(gRPC) at ").nth(1) {
+                grpc = Some(format!("http://{}", rest.split(';').next().unwrap().trim()));
+                admin =
+                    rest.split("admin plane at ").nth(1).and_then(|a| a.split_whitespace().next()).map(String::from);
+            }
+            if let Some(rest) = line.split("metrics at ").nth(1) {
+                probes = Some(rest.split_whitespace().next().unwrap().trim_end_matches(',').replace("/metrics", ""));
+            }
+            seen.push(line);
+        }
+        Self { name, child, grpc, admin, graphql, probes: probes.unwrap(), _log: log }
+    }
+
+    async fn readyz(&self, http: &reqwest::Client) -> (u16, Value) {
+        let response = http.get(format!("{}/readyz", self.probes)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The activation sequence of `component` this process runs.
+    async fn running(&self, http: &reqwest::Client, component: &str) -> (Option<String>, i64) {
+        let (_, body) = self.readyz(http).await;
+        let entry = body["host"]["components"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["component"] == component).cloned())
+            .unwrap_or_else(|| panic!("{} reports no {component} component: {body}", self.name));
+        (entry["version"].as_str().map(String::from), entry["activation"].as_i64().unwrap_or(0))
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("{} did not stop within 30 s of SIGTERM", self.name);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn run(args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_polyscale"))
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("POLYSCALE_ADMIN")
+            .output()
+            .expect("polyscale runs")
+    })
+    .await
+    .unwrap();
+    (
+        output.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+async fn graphql(http: &reqwest::Client, url: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut request = http.post(url).json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let body: Value = request.send().await.unwrap().json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{query}: {body}");
+    body["data"].clone()
+}
+
+async fn register_and_login(http: &reqwest::Client, url: &str, email: &str) -> (String, String) {
+    let data = graphql(
+        http,
+        url,
+        None,
+        "mutation($input: RegisterInput!) { register(input: $input) { account { id } userErrors { code message } } }",
+        json!({ "input": { "email": email, "password": PASSWORD, "displayName": "x" } }),
+    )
+    .await;
+    assert_eq!(data["register"]["userErrors"], json!([]), "{data}");
+    let id = data["register"]["account"]["id"].as_str().unwrap().to_string();
+    (id, login(http, url, email).await)
+}
+
+async fn login(http: &reqwest::Client, url: &str, email: &str) -> String {
+    let data = graphql(
+        http,
+        url,
+        None,
+        "mutation($input: LoginInput!) { login(input: $input) { accessToken userErrors { code } } }",
+        json!({ "input": { "email": email, "password": PASSWORD } }),
+    )
+    .await;
+    data["login"]["accessToken"].as_str().unwrap_or_else(|| panic!("login: {data}")).to_string()
+}
+
+/// The deployment of the test: the keys, the databases, the processes.
+struct Deployment {
+    _dir: tempfile::TempDir,
+    _databases: Vec<polyscale_testkit::pg::TestDatabase>,
+    products: Vec<Process>,
+    account: Process,
+    order: Process,
+    gateways: Vec<Process>,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let (ok, out) = run(&["keys", "generate", "--dir", keys.to_str().unwrap()]).await;
+        assert!(ok, "keys generate: {out}");
+        let (ok, out) = run(&["keys", "generate", "--dir", keys.to_str().unwrap()]).await;
+        assert!(!ok && out.contains("not overwriting"), "a second keys generate must refuse: {out}");
+
+        let mut databases = Vec::new();
+        let mut urls = Vec::new();
+        for _ in 0..5 {
+            let db = polyscale_testkit::pg::fresh_database().await;
+            urls.push(db.url.clone());
+            databases.push(db);
+        }
+        let key = |name: &str| keys.join(name).display().to_string();
+        let common: Vec<String> = [
+            format!("components.database_url={}", urls[0]),
+            format!("product.database_url={}", urls[1]),
+            format!("account.database_url={}", urls[2]),
+            format!("account.credentials_database_url={}", urls[3]),
+            format!("order.database_url={}", urls[4]),
+            format!("keys.token_signing_key_file={}", key("token-signing-key.pem")),
+            format!("keys.token_public_key_file={}", key("token-public-key.pem")),
+            format!("keys.service_key_file={}", key("service-key")),
+            // Announcements carry activations; the periodic reconcile is
+            // the safety net.
+            "services.reconcile_interval=2s".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|kv| ["--set".to_string(), kv])
+        .collect();
+        let with = |head: &[&str], tail: &[String]| -> Vec<String> {
+            head.iter().map(|s| s.to_string()).chain(common.iter().cloned()).chain(tail.iter().cloned()).collect()
+        };
+
+        let root = dir.path();
+        let products = vec![
+            Process::start("product-1", root, &with(&["serve", "--services", "product"], &[])),
+            Process::start("product-2", root, &with(&["serve", "--services", "product"], &[])),
+        ];
+        let product_urls: Vec<String> = products.iter().map(|p| p.grpc.clone().unwrap()).collect();
+        let account = Process::start("account", root, &with(&["serve", "--services", "account"], &[]));
+        let account_url = account.grpc.clone().unwrap();
+        let siblings = vec![
+            "--set".to_string(),
+            format!("services.product={}", product_urls.join(",")),
+            "--set".to_string(),
+            format!("services.account={account_url}"),
+        ];
+        let order = Process::start("order", root, &with(&["serve", "--services", "order"], &siblings));
+        let mut everything = siblings.clone();
+        everything.extend(["--set".to_string(), format!("services.order={}", order.grpc.clone().unwrap())]);
+        let gateways = vec![
+            Process::start("gateway-1", root, &with(&["gateway"], &everything)),
+            Process::start("gateway-2", root, &with(&["gateway"], &everything)),
+        ];
+        Self { _dir: dir, _databases: databases, products, account, order, gateways }
+    }
+
+    fn gateway(&self, i: usize) -> String {
+        self.gateways[i].graphql.clone().unwrap()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Process> {
+        self.products.iter().chain([&self.account, &self.order]).chain(self.gateways.iter())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_serve_one_system_and_follow_each_others_activations() {
+    let system = Deployment::start().await;
+    let http = reqwest::Client::new();
+
+    // Every process is up and ready; the gateways see every service.
+    for process in system.all() {
+        let health = http.get(format!("{}/healthz", process.probes)).send().await.unwrap();
+        assert_eq!(health.status(), 200, "{} /healthz", process.name);
+        let mut ready = (0, Value::Null);
+        for _ in 0..100 {
+            ready = process.readyz(&http).await;
+            if ready.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ready.0, 200, "{} /readyz: {}", process.name, ready.1);
+    }
+
+    // A merchant (granted on the account service's admin plane) lists a
+    // product through gateway 1.
+    let (g1, g2) = (system.gateway(0), system.gateway(1));
+    register_and_login(&http, &g1, "merchant@dist.example").await;
+    let admin = system.account.admin.clone().unwrap();
+    let (ok, out) = run(&[
+        "accounts",
+        "grant",
+        "--admin",
+        &admin,
+        "--email",
+        "merchant@dist.example",
+        "--role",
+        "merchant",
+        "--store-name",
+        "Dist",
+    ])
+    .await;
+    assert!(ok, "accounts grant: {out}");
+    let merchant = login(&http, &g1, "merchant@dist.example").await;
+    let data = graphql(
+        &http,
+        &g1,
+        Some(&merchant),
+        "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } userErrors { code message } } }",
+        json!({ "input": { "name": "Distributed kettle", "description": "boils", "price": { "amount": 2500, "currency": "EUR" }, "stock": 3 } }),
+    )
+    .await;
+    assert_eq!(data["createProduct"]["userErrors"], json!([]), "{data}");
+    let product = data["createProduct"]["product"]["id"].as_str().unwrap().to_string();
+
+    // A customer registered through gateway 2 browses it through both
+    // gateways (served by either product replica), fills a cart, places
+    // and pays an order.
+    let (_, customer) = register_and_login(&http, &g2, "customer@dist.example").await;
+    for url in [&g1, &g2] {
+        for _ in 0..4 {
+            let data = graphql(
+                &http,
+                url,
+                None,
+                "query($id: ID!) { product(id: $id) { name stock } }",
+                json!({ "id": product }),
+            )
+            .await;
+            assert_eq!(data["product"]["name"], "Distributed kettle", "{data}");
+        }
+    }
+    let data = graphql(
+        &http,
+        &g2,
+        Some(&customer),
+        "mutation($p: ID!) { addToCart(productId: $p, quantity: 2) { cart { itemCount totals { amount currency } } userErrors { code message } } }",
+        json!({ "p": product }),
+    )
+    .await;
+    assert_eq!(data["addToCart"]["userErrors"], json!([]), "{data}");
+    assert_eq!(data["addToCart"]["cart"]["totals"], json!([{ "amount": 5000, "currency": "EUR" }]));
+    // The cart is the customer's, whichever gateway answers.
+    let data = graphql(&http, &g1, Some(&customer), "{ cart { itemCount } }", json!({})).await;
+    assert_eq!(data["cart"]["itemCount"], 2, "{data}");
+    let data = graphql(
+        &http,
+        &g1,
+        Some(&customer),
+        "mutation { placeOrder(input: { idempotencyKey: \"dist-order-1\" }) { order { id status total { amount currency } } userErrors { code message } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data["placeOrder"]["userErrors"], json!([]), "{data}");
+    let order = data["placeOrder"]["order"]["id"].as_str().unwrap().to_string();
+    assert_eq!(data["placeOrder"]["order"]["total"], json!({ "amount": 5000, "currency": "EUR" }));
+    let data = graphql(
+        &http,
+        &g2,
+        Some(&customer),
+        "mutation($o: ID!) { authorizePayment(orderId: $o, provider: \"manual\", source: \"bank transfer\") { payment { provider } userErrors { code message } } }",
+        json!({ "o": order }),
+    )
+    .await;
+    assert_eq!(data["authorizePayment"]["userErrors"], json!([]), "{data}");
+    // Stock was taken once, seen by both product replicas.
+    for url in [&g1, &g2] {
+        for _ in 0..4 {
+            let data =
+                graphql(&http, url, None, "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product }))
+                    .await;
+            assert_eq!(data["product"]["stock"], 1, "{data}");
+        }
+    }
+
+    // A product component version deployed on replica 1's admin plane is
+    // live on replica 2 within a second: PostgreSQL carried the news.
+    let (_, before) = system.products[1].running(&http, "product").await;
+    let wasm = system._dir.path().join("product-v2.wasm");
+    std::fs::write(&wasm, variant(polyscale_host::components::PRODUCT, "distributed")).unwrap();
+    let admin = system.products[0].admin.clone().unwrap();
+    let (ok, out) = run(&["component", "deploy", "--admin", &admin, wasm.to_str().unwrap()]).await;
+    assert!(ok, "component deploy: {out}");
+    let (version, activation) = system.products[0].running(&http, "product").await;
+    assert!(activation > before, "replica 1 runs the new activation: {activation} after {before}");
+    let asked = Instant::now();
+    loop {
+        let (seen, seq) = system.products[1].running(&http, "product").await;
+        if seq == activation {
+            assert_eq!(seen, version);
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(1), "replica 2 still runs activation {seq}, not {activation}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("replica 2 followed the activation in {:?}", asked.elapsed());
+
+    // Requests still succeed through either gateway on the new version.
+    for url in [&g1, &g2] {
+        let data =
+            graphql(&http, url, None, "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product })).await;
+        assert_eq!(data["product"]["stock"], 1, "{data}");
+    }
+}
+
+/// The processes of the test, stopped with SIGTERM, exit cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_processes_stop_cleanly_on_sigterm() {
+    let mut system = Deployment::start().await;
+    let http = reqwest::Client::new();
+    let g1 = system.gateway(0);
+    register_and_login(&http, &g1, "someone@dist.example").await;
+    for gateway in &mut system.gateways {
+        assert!(gateway.terminate().success(), "{} exits 0 on SIGTERM", gateway.name);
+    }
+    for process in system.products.iter_mut().chain([&mut system.account, &mut system.order]) {
+        assert!(process.terminate().success(), "{} exits 0 on SIGTERM", process.name);
+    }
+}

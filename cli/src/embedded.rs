@@ -381,6 +381,10 @@ impl Readiness {
     }
 }
 
+/// Where a service's replicas are (its configured URLs, else this
+/// process's own listener).
+type UrlOf<'a> = dyn Fn(ServiceName, &[String]) -> Result<Vec<String>, EmbeddedError> + 'a;
+
 /// Whether `list` runs `service`.
 fn runs(list: &[ServiceName], service: ServiceName) -> bool {
     list.contains(&service)
@@ -536,7 +540,7 @@ impl Embedded {
         signing_key: Option<polyscale_auth::KeyPair>,
         public_key: &str,
         service_key: &polyscale_auth::ServiceKey,
-        url_of: &dyn Fn(ServiceName, &[String]) -> Result<Vec<String>, EmbeddedError>,
+        url_of: &UrlOf<'_>,
     ) -> Result<ServiceHost, EmbeddedError> {
         let sqlite = |name: &str| format!("sqlite://{}", config.data_dir.join(name).display());
         let mut host_config = HostConfig::new(

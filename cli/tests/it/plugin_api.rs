@@ -81,12 +81,18 @@ async fn post_multipart(app: &TestApp, token: Option<&str>, body: Vec<u8>) -> (u
 /// even when the gateway stops reading (an HTTP client may report only
 /// the broken pipe). Returns the status and the raw answer.
 async fn post_refused(app: &TestApp, token: &str, body: Vec<u8>) -> (u16, String) {
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    send_refused(app, "POST /graphql", token, &content_type, body).await
+}
+
+/// What [`post_refused`] does, for any request line and content type.
+async fn send_refused(app: &TestApp, request_line: &str, token: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stream = tokio::net::TcpStream::connect(app.http).await.unwrap();
     let (mut read, mut write) = stream.into_split();
     let head = format!(
-        "POST /graphql HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
-         content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{request_line} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
+         content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         app.http,
         body.len()
     );
@@ -213,8 +219,13 @@ async fn put_refusals_before_the_service() {
 
     let mut big = b"\0asm".to_vec();
     big.resize(CAP + 1, 0);
-    let (status, body) = put(&app, Some(&merchant), "/plugins/tiers?kind=pricing", big).await;
-    assert_eq!((status, &body["error"]["code"]), (413, &json!("TOO_LARGE")), "{body}");
+    // Over a raw connection: the gateway answers 413 without reading the
+    // rest, and an HTTP client may then see only the broken pipe (status 0).
+    let (status, body) = send_refused(&app, "PUT /plugins/tiers?kind=pricing", &merchant, "application/wasm", big).await;
+    assert!(status == 413 || status == 0, "{status} {body}");
+    if status == 413 {
+        assert!(body.contains("TOO_LARGE"), "{body}");
+    }
 
     for query in ["?kind=discount", "", "?kind=pricing&activate=maybe", "?kind=pricing&colour=red"] {
         let (status, body) = put(&app, Some(&merchant), &format!("/plugins/tiers{query}"), b"\0asm".to_vec()).await;

@@ -76,37 +76,13 @@ async fn post_multipart(app: &TestApp, token: Option<&str>, body: Vec<u8>) -> (u
     (status, response.json().await.expect("JSON body"))
 }
 
-/// POSTs a multipart body the gateway refuses before taking all of it:
-/// over a raw connection, writing while reading, so the answer is read
-/// even when the gateway stops reading (an HTTP client may report only
-/// the broken pipe). Returns the status and the raw answer.
+/// POSTs a multipart body the gateway refuses before taking all of it
+/// (see [`polyscale_testkit::http::send_refused`]). Returns the status
+/// (`0`: closed without an answer) and the raw answer.
 async fn post_refused(app: &TestApp, token: &str, body: Vec<u8>) -> (u16, String) {
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    send_refused(app, "POST /graphql", token, &content_type, body).await
-}
-
-/// What [`post_refused`] does, for any request line and content type.
-async fn send_refused(app: &TestApp, request_line: &str, token: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(app.http).await.unwrap();
-    let (mut read, mut write) = stream.into_split();
-    let head = format!(
-        "{request_line} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
-         content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        app.http,
-        body.len()
-    );
-    let writer = tokio::spawn(async move {
-        if write.write_all(head.as_bytes()).await.is_ok() {
-            let _ = write.write_all(&body).await;
-        }
-    });
-    let mut answer = Vec::new();
-    let _ = read.read_to_end(&mut answer).await;
-    writer.abort();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, answer)
+    let headers =
+        [format!("authorization: Bearer {token}"), format!("content-type: multipart/form-data; boundary={BOUNDARY}")];
+    polyscale_testkit::http::send_refused(app.http, "POST /graphql", &headers, body).await
 }
 
 async fn put(app: &TestApp, token: Option<&str>, path_and_query: &str, wasm: Vec<u8>) -> (u16, Value) {
@@ -154,10 +130,15 @@ async fn oversized_and_anonymous_multipart_never_reach_the_service() {
     if status == 413 {
         assert!(body.contains("the file exceeds"), "{body}");
     }
-    // A declared length far over: refused before reading.
-    big.resize(CAP + (4 << 20), 0);
-    let (status, body) = post_refused(&app, &merchant, upload_form("tiers", &big, false)).await;
-    assert!(status == 413 || status == 0, "{status} {body}");
+    // A declared length far over: refused on the headers, before the body
+    // is asked for.
+    let headers = [
+        format!("authorization: Bearer {merchant}"),
+        format!("content-type: multipart/form-data; boundary={BOUNDARY}"),
+    ];
+    let (status, body) =
+        polyscale_testkit::http::refused_before_body(app.http, "POST /graphql", &headers, CAP + (4 << 20)).await;
+    assert_eq!(status, 413, "{body}");
 
     // Anonymous: 401 before the body is read.
     let (status, body) = post_multipart(&app, None, upload_form("tiers", b"\0asm", false)).await;
@@ -217,15 +198,14 @@ async fn put_refusals_before_the_service() {
     let (status, body) = put(&app, None, "/plugins/tiers?kind=pricing", b"\0asm".to_vec()).await;
     assert_eq!((status, &body["error"]["code"]), (401, &json!("UNAUTHENTICATED")), "{body}");
 
-    let mut big = b"\0asm".to_vec();
-    big.resize(CAP + 1, 0);
-    // Over a raw connection: the gateway answers 413 without reading the
-    // rest, and an HTTP client may then see only the broken pipe (status 0).
-    let (status, body) = send_refused(&app, "PUT /plugins/tiers?kind=pricing", &merchant, "application/wasm", big).await;
-    assert!(status == 413 || status == 0, "{status} {body}");
-    if status == 413 {
-        assert!(body.contains("TOO_LARGE"), "{body}");
-    }
+    // One byte over the cap, declared: refused on the headers, before the
+    // body is asked for.
+    let headers = [format!("authorization: Bearer {merchant}"), "content-type: application/wasm".to_string()];
+    let (status, body) =
+        polyscale_testkit::http::refused_before_body(app.http, "PUT /plugins/tiers?kind=pricing", &headers, CAP + 1)
+            .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("TOO_LARGE"), "{body}");
 
     for query in ["?kind=discount", "", "?kind=pricing&activate=maybe", "?kind=pricing&colour=red"] {
         let (status, body) = put(&app, Some(&merchant), &format!("/plugins/tiers{query}"), b"\0asm".to_vec()).await;

@@ -791,11 +791,8 @@ impl Config {
             ("services.account", &self.services.account),
             ("services.order", &self.services.order),
         ] {
-            if let Some(url) = urls.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    message: format!("`{url}` is not an http:// or https:// URL"),
-                });
+            if let Some(Err(error)) = urls.iter().map(|u| polyscale_proto::channel::check(u)).find(Result::is_err) {
+                return Err(ConfigError::Invalid { key, message: error.to_string() });
             }
         }
         if self.services.replicas > 1 {

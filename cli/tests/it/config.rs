@@ -116,6 +116,11 @@ fn bad_configurations_fail_at_start_naming_the_key() {
     let short = serve("[payments.test]\nenabled = true\nwebhook_secret_file = \"short-secret\"\n", &[]);
     assert!(short.contains("at least 16"), "{short}");
 
+    let bad_service = serve("", &[("POLYSCALE_SERVICES__PRODUCT", "dns:///product.svc")]);
+    assert!(bad_service.contains("services.product") && bad_service.contains("host:port"), "{bad_service}");
+    let not_a_url = serve("", &[("POLYSCALE_SERVICES__ORDER", "product:50051")]);
+    assert!(not_a_url.contains("services.order"), "{not_a_url}");
+
     let unknown_env = serve("", &[("POLYSCALE_RUNTIME__NOPE", "1")]);
     assert!(unknown_env.to_lowercase().contains("nope"), "{unknown_env}");
 

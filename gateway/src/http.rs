@@ -3,9 +3,10 @@
 //! limits.
 //!
 //! Status codes follow the GraphQL-over-HTTP spec: with the
-//! `application/graphql-response+json` media type (the default), a request
-//! that fails before execution (unparsable, invalid, over a limit) is a
-//! 400; with `application/json` it is a 200 carrying the errors. A body
+//! `application/graphql-response+json` media type (when `Accept` names
+//! it), a request that fails before execution (unparsable, invalid, over a
+//! limit) is a 400; with `application/json` (the default: `*/*` or no
+//! `Accept`) it is a 200 carrying the errors. A body
 //! that is not a GraphQL request at all is a 400 either way.
 //!
 //! A POST must say `Content-Type: application/json`, or be a GraphQL
@@ -242,13 +243,13 @@ enum Media {
     Json,
 }
 
+/// `application/graphql-response+json` when the client names it;
+/// otherwise (`application/json`, `*/*`, no `Accept` at all) the legacy
+/// `application/json`, as the GraphQL-over-HTTP spec recommends for
+/// clients that predate the new type: they read errors from a 200.
 fn negotiate(headers: &HeaderMap) -> Media {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if accept.contains("application/json") && !accept.contains(GRAPHQL_RESPONSE) {
-        Media::Json
-    } else {
-        Media::GraphqlResponse
-    }
+    if accept.contains(GRAPHQL_RESPONSE) { Media::GraphqlResponse } else { Media::Json }
 }
 
 fn request_id(headers: &HeaderMap) -> String {

@@ -441,13 +441,17 @@ impl ServiceHost {
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection = || {
+        // Reflection in both protocol versions: grpcurl and most stock
+        // tools speak v1, many others (older grpcurl, Postman, Evans, some
+        // gateways) still only v1alpha.
+        let builder = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(polyscale_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .map_err(|e| StartError::Reflection(e.to_string()))
         };
+        let reflection_error = |e: tonic_reflection::server::Error| StartError::Reflection(e.to_string());
+        let reflection_v1 = || builder().build_v1().map_err(reflection_error);
+        let reflection_v1alpha = || builder().build_v1alpha().map_err(reflection_error);
 
         // Serving while the databases answer; checked now and every
         // HEALTH_CHECK_EVERY.
@@ -488,14 +492,15 @@ impl ServiceHost {
             }
         });
         let Planes { mut grpc, admin: mut admin_routes, components, indexes, .. } = std::mem::take(&mut self.planes);
-        grpc.add_service(health_service.clone()).add_service(reflection()?);
+        grpc.add_service(health_service.clone()).add_service(reflection_v1()?).add_service(reflection_v1alpha()?);
         admin_routes
             .add_service(
                 ComponentAdminServer::new(components).max_decoding_message_size(self.max_component_bytes + (1 << 20)),
             )
             .add_service(SearchAdminServer::new(indexes))
             .add_service(health_service)
-            .add_service(reflection()?);
+            .add_service(reflection_v1()?)
+            .add_service(reflection_v1alpha()?);
 
         let data_plane = tonic::transport::Server::builder()
             .add_routes(grpc.routes())

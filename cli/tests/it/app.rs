@@ -290,9 +290,11 @@ impl TestApp {
         self.post_as(None, body).await
     }
 
-    /// POSTs with an optional bearer token.
+    /// POSTs with an optional bearer token, asking for
+    /// `application/graphql-response+json` (request errors are 400s).
     pub async fn post_as(&self, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut request = self.client.post(self.url()).json(&body);
+        let mut request =
+            self.client.post(self.url()).header("accept", "application/graphql-response+json").json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -42,17 +42,31 @@ async fn malformed_requests_are_refused_before_execution() {
         assert_eq!(code(&body), "BAD_REQUEST", "{raw}: {body}");
     }
 
-    // With Accept: application/json, request errors come back as 200s.
+    // With Accept: application/json, `*/*` or none (clients that predate
+    // application/graphql-response+json), request errors come back as
+    // 200s in application/json, as the GraphQL-over-HTTP spec recommends.
+    for accept in [Some("application/json"), Some("*/*"), None] {
+        let mut request = app.client.post(app.url()).json(&json!({ "query": "{ nope }" }));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "Accept: {accept:?}");
+        assert_eq!(response.headers()["content-type"], "application/json", "Accept: {accept:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "Accept: {accept:?}: {body}");
+    }
+    // Naming the new type among others still gets it.
     let response = app
         .client
         .post(app.url())
-        .header("accept", "application/json")
+        .header("accept", "application/graphql-response+json, application/json;q=0.9")
         .json(&json!({ "query": "{ nope }" }))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(response.headers()["content-type"], "application/graphql-response+json");
 
     // A body over the limit: 413. The server stops reading and drops that
     // connection, so it goes on a client of its own: reusing it for the

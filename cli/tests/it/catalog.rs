@@ -214,4 +214,47 @@ async fn services_report_health_and_reflect() {
     {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
     }
+
+    // The same through v1alpha, which many stock tools still speak only.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(app.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses =
+            reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("{response:?}")
+        };
+        let alpha: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(alpha.iter().any(|n| n == "polyscale.product.v1.ProductService"), "{alpha:?}");
+    }
+}
+
+/// A gRPC request that leaves the page size unset gets the default page
+/// (AIP-158), not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unset_grpc_page_size_is_the_default_page() {
+    use polyscale_proto::product::v1 as pb;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..21 {
+        create_product(&app, product_input(&format!("Page item {i}"), 100 + i, 1)).await;
+    }
+    let mut products = app.products().await;
+    let page =
+        products.list_products(pb::ListProductsRequest::default()).await.expect("unset first is valid").into_inner();
+    assert_eq!(page.edges.len(), 20, "the default page is 20");
+    assert!(page.has_next_page);
+    let search = products
+        .search_products(pb::SearchProductsRequest::default())
+        .await
+        .expect("an unset first is valid in search too")
+        .into_inner();
+    assert!(search.edges.len() <= 20, "{}", search.edges.len());
 }

@@ -40,8 +40,14 @@ pub fn product_patch(r: pb::UpdateProductRequest) -> (String, wit::ProductPatch)
     (r.id, patch)
 }
 
+/// The page a gRPC request gets when it leaves its size unset (0), as in
+/// Google's AIP-158; the GraphQL default is the same.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+
+/// A gRPC page request as the components take it: an unset size is the
+/// default page, never an error.
 pub fn page_request(first: u32, after: Option<String>) -> PageRequest {
-    PageRequest { first, after }
+    PageRequest { first: if first == 0 { DEFAULT_PAGE_SIZE } else { first }, after }
 }
 
 impl From<wit::Product> for pb::Product {
@@ -100,7 +106,7 @@ pub fn product_search(r: pb::SearchProductsRequest) -> wit::ProductSearch {
             in_stock: f.in_stock,
         },
         sort,
-        page: PageRequest { first: r.first, after: r.after },
+        page: page_request(r.first, r.after),
     }
 }
 

@@ -237,13 +237,15 @@ impl Harness {
         Self { url, addr, client: reqwest::Client::new(), stand_in, merchant, customer }
     }
 
-    /// POSTs a multipart body; returns the status, the headers and the JSON
-    /// answer.
+    /// POSTs a multipart body, asking for
+    /// `application/graphql-response+json` (request errors are 400s);
+    /// returns the status, the headers and the JSON answer.
     async fn multipart(&self, token: Option<&str>, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut request = self
             .client
             .post(format!("{}/graphql", self.url))
             .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header("accept", "application/graphql-response+json")
             .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);

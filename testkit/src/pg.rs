@@ -51,7 +51,13 @@ pub fn server_url() -> String {
 
 /// Creates an empty database for one test.
 pub async fn fresh_database() -> TestDatabase {
-    let admin_url = server_url();
+    fresh_database_on(&server_url()).await
+}
+
+/// Creates an empty database for one test on the server at `admin_url`
+/// (a [`PgCluster`] of the test's own, for one it restarts).
+pub async fn fresh_database_on(admin_url: &str) -> TestDatabase {
+    let admin_url = admin_url.to_string();
     let name = format!("polyscale_test_{}", uuid::Uuid::now_v7().simple());
     let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("connecting to {admin_url}: {e}"));
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))

@@ -1,5 +1,5 @@
 //! Distributed mode, as real processes on loopback: two product replicas,
-//! an account service, an order service and two gateways, each its own
+//! an account service, two order replicas and two gateways, each its own
 //! `polyscale` process, on one throwaway PostgreSQL (a database per
 //! service plus the shared component store).
 
@@ -10,6 +10,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::app::{PASSWORD, variant};
 
@@ -172,18 +173,66 @@ async fn login(http: &reqwest::Client, url: &str, email: &str) -> String {
     data["login"]["accessToken"].as_str().unwrap_or_else(|| panic!("login: {data}")).to_string()
 }
 
+/// The total of the customer's cart as one order replica prices it, asked
+/// over its own gRPC port.
+async fn cart_total_at(replica: &Process, token: &str) -> i64 {
+    use polyscale_proto::order::v1 as pb;
+    let channel =
+        tonic::transport::Channel::from_shared(replica.grpc.clone().unwrap()).unwrap().connect().await.unwrap();
+    let mut request = tonic::Request::new(pb::GetCartRequest { guest_token: None });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let cart = pb::order_service_client::OrderServiceClient::new(channel)
+        .get_cart(request)
+        .await
+        .unwrap_or_else(|e| panic!("{}: GetCart: {e}", replica.name))
+        .into_inner()
+        .cart
+        .unwrap();
+    cart.totals.first().map_or(0, |m| m.amount)
+}
+
+/// Waits until `replica` runs `activation` of `component`; returns how long
+/// that took, failing past `within`.
+async fn followed(
+    http: &reqwest::Client,
+    replica: &Process,
+    component: &str,
+    activation: i64,
+    within: Duration,
+) -> Duration {
+    let asked = Instant::now();
+    loop {
+        let (_, seq) = replica.running(http, component).await;
+        if seq >= activation {
+            return asked.elapsed();
+        }
+        assert!(
+            asked.elapsed() < within,
+            "{} still runs activation {seq} of {component}, not {activation}, after {within:?}",
+            replica.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The deployment of the test: the keys, the databases, the processes.
 struct Deployment {
     _dir: tempfile::TempDir,
-    _databases: Vec<polyscale_testkit::pg::TestDatabase>,
+    databases: Vec<polyscale_testkit::pg::TestDatabase>,
     products: Vec<Process>,
     account: Process,
-    order: Process,
+    orders: Vec<Process>,
     gateways: Vec<Process>,
 }
 
 impl Deployment {
+    /// On the tests' shared PostgreSQL server.
     async fn start() -> Self {
+        Self::start_on(&polyscale_testkit::pg::server_url()).await
+    }
+
+    /// On the PostgreSQL server at `server` (admin URL).
+    async fn start_on(server: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         let (ok, out) = run(&["keys", "generate", "--dir", keys.to_str().unwrap()]).await;
@@ -194,7 +243,7 @@ impl Deployment {
         let mut databases = Vec::new();
         let mut urls = Vec::new();
         for _ in 0..5 {
-            let db = polyscale_testkit::pg::fresh_database().await;
+            let db = polyscale_testkit::pg::fresh_database_on(server).await;
             urls.push(db.url.clone());
             databases.push(db);
         }
@@ -233,14 +282,18 @@ impl Deployment {
             "--set".to_string(),
             format!("services.account={account_url}"),
         ];
-        let order = Process::start("order", root, &with(&["serve", "--services", "order"], &siblings));
+        let orders = vec![
+            Process::start("order-1", root, &with(&["serve", "--services", "order"], &siblings)),
+            Process::start("order-2", root, &with(&["serve", "--services", "order"], &siblings)),
+        ];
+        let order_urls: Vec<String> = orders.iter().map(|p| p.grpc.clone().unwrap()).collect();
         let mut everything = siblings.clone();
-        everything.extend(["--set".to_string(), format!("services.order={}", order.grpc.clone().unwrap())]);
+        everything.extend(["--set".to_string(), format!("services.order={}", order_urls.join(","))]);
         let gateways = vec![
             Process::start("gateway-1", root, &with(&["gateway"], &everything)),
             Process::start("gateway-2", root, &with(&["gateway"], &everything)),
         ];
-        Self { _dir: dir, _databases: databases, products, account, order, gateways }
+        Self { _dir: dir, databases, products, account, orders, gateways }
     }
 
     fn gateway(&self, i: usize) -> String {
@@ -248,7 +301,7 @@ impl Deployment {
     }
 
     fn all(&self) -> impl Iterator<Item = &Process> {
-        self.products.iter().chain([&self.account, &self.order]).chain(self.gateways.iter())
+        self.products.iter().chain([&self.account]).chain(self.orders.iter()).chain(self.gateways.iter())
     }
 }
 
@@ -391,19 +444,124 @@ async fn replicas_serve_one_system_and_follow_each_others_activations() {
             graphql(&http, url, None, "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product })).await;
         assert_eq!(data["product"]["stock"], 1, "{data}");
     }
+
+    // A merchant's pricing plugin (10 % off), uploaded and activated
+    // through gateway 1, prices carts on both order replicas, and so
+    // behind gateway 2, within a second.
+    let data = graphql(
+        &http,
+        &g2,
+        Some(&customer),
+        "mutation($p: ID!) { addToCart(productId: $p, quantity: 1) { cart { totals { amount } } userErrors { code } } }",
+        json!({ "p": product }),
+    )
+    .await;
+    assert_eq!(data["addToCart"]["cart"]["totals"], json!([{ "amount": 2500 }]), "{data}");
+    for replica in &system.orders {
+        assert_eq!(cart_total_at(replica, &customer).await, 2500, "{} before the plugin", replica.name);
+    }
+    let upload = http
+        .put(format!("{}/plugins/ten-off?kind=pricing&activate=true", g1.trim_end_matches("/graphql")))
+        .bearer_auth(&merchant)
+        .body(polyscale_test_components::HOSTILE_PLUGIN.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = upload.status();
+    assert!(status.is_success(), "plugin upload: {status}: {}", upload.text().await.unwrap());
+    let asked = Instant::now();
+    for replica in &system.orders {
+        while cart_total_at(replica, &customer).await != 2250 {
+            assert!(
+                asked.elapsed() < Duration::from_secs(1),
+                "{} does not price with the plugin after 1 s",
+                replica.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("both order replicas priced with the plugin {:?} after its activation", asked.elapsed());
+    for _ in 0..4 {
+        let data = graphql(&http, &g2, Some(&customer), "{ cart { totals { amount } } }", json!({})).await;
+        assert_eq!(data["cart"]["totals"], json!([{ "amount": 2250 }]), "behind gateway 2: {data}");
+    }
+
+    // Every connection to the component store is cut (listeners and
+    // pools, of every process) just as a new version is deployed: replica
+    // 2 may miss the announcement, and converges within the reconcile
+    // period (2 s here) all the same.
+    let mut store = sqlx::PgConnection::connect(&system.databases[0].url).await.unwrap();
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut store)
+    .await
+    .unwrap();
+    assert!(cut.len() >= system.products.len(), "the listeners' connections were cut: {cut:?}");
+    std::fs::write(&wasm, variant(polyscale_host::components::PRODUCT, "after-the-cut")).unwrap();
+    let (ok, out) = run(&["component", "deploy", "--admin", &admin, wasm.to_str().unwrap()]).await;
+    assert!(ok, "component deploy after the cut: {out}");
+    let (_, activation) = system.products[0].running(&http, "product").await;
+    let took = followed(&http, &system.products[1], "product", activation, Duration::from_secs(3)).await;
+    println!("after {} connections were cut, replica 2 followed in {took:?}", cut.len());
 }
 
-/// The processes of the test, stopped with SIGTERM, exit cleanly.
+/// SIGTERM to a service host lets the requests it is serving finish:
+/// registrations (each hashing a password) sent straight to the account
+/// service's gRPC port all succeed although the signal came while most
+/// were in flight; then every process exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn service_processes_stop_cleanly_on_sigterm() {
+async fn sigterm_lets_in_flight_requests_finish() {
+    use polyscale_proto::account::v1 as pb;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     let mut system = Deployment::start().await;
-    let http = reqwest::Client::new();
-    let g1 = system.gateway(0);
-    register_and_login(&http, &g1, "someone@dist.example").await;
+    let channel =
+        tonic::transport::Channel::from_shared(system.account.grpc.clone().unwrap()).unwrap().connect().await.unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let first = Arc::new(tokio::sync::Notify::new());
+    let mut calls = tokio::task::JoinSet::new();
+    const CALLS: usize = 24;
+    for i in 0..CALLS {
+        let mut accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
+        let (done, first) = (done.clone(), first.clone());
+        calls.spawn(async move {
+            let request = pb::RegisterRequest {
+                email: format!("inflight-{i}@dist.example"),
+                password: PASSWORD.into(),
+                display_name: "x".into(),
+            };
+            let result = accounts.register(request).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            first.notify_one();
+            (Instant::now(), result.map(|_| ()))
+        });
+    }
+    // The first answer: the service is busy with the rest.
+    tokio::time::timeout(Duration::from_secs(30), first.notified()).await.expect("a registration finishes");
+    let signalled = Instant::now();
+    let before = done.load(Ordering::SeqCst);
+    let account = &mut system.account;
+    let status = tokio::task::block_in_place(|| account.terminate());
+    assert!(status.success(), "account exits 0 on SIGTERM: {status:?}");
+    let mut after = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (finished, result) = joined.unwrap();
+        assert!(result.is_ok(), "a registration in flight at SIGTERM failed: {result:?}");
+        after += usize::from(finished > signalled);
+    }
+    println!("{before} of {CALLS} registrations had finished at SIGTERM; {after} finished after it");
+    assert!(
+        after > 0,
+        "no registration was still in flight at SIGTERM ({before} done before): the test proved nothing"
+    );
+
+    // The rest stop cleanly too.
     for gateway in &mut system.gateways {
         assert!(gateway.terminate().success(), "{} exits 0 on SIGTERM", gateway.name);
     }
-    for process in system.products.iter_mut().chain([&mut system.account, &mut system.order]) {
+    for process in system.products.iter_mut().chain(system.orders.iter_mut()) {
         assert!(process.terminate().success(), "{} exits 0 on SIGTERM", process.name);
     }
 }

@@ -565,3 +565,129 @@ async fn sigterm_lets_in_flight_requests_finish() {
         assert!(process.terminate().success(), "{} exits 0 on SIGTERM", process.name);
     }
 }
+
+/// One write of the load in [`a_postgres_restart_under_load_loses_no_acknowledged_write`].
+struct Write {
+    started: Instant,
+    finished: Instant,
+    /// The product id, if the write was acknowledged.
+    acknowledged: Option<String>,
+    error: Option<String>,
+}
+
+/// PostgreSQL (every database of the deployment) restarted under a load
+/// of product creations through both gateways: writes fail only while it
+/// is down or reconnecting, the processes recover without a restart of
+/// their own, and every acknowledged write is there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// How long after PostgreSQL is back a write may still fail: pools
+    /// and listeners reconnect with backoff.
+    const RECOVERY: Duration = Duration::from_secs(5);
+
+    // A cluster of this test's own: the shared one serves other tests.
+    let mut cluster = polyscale_testkit::pg::PgCluster::start().expect("a private PostgreSQL cluster");
+    let system = Deployment::start_on(&cluster.url).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let (g1, g2) = (system.gateway(0), system.gateway(1));
+    register_and_login(&http, &g1, "restart@dist.example").await;
+    let admin = system.account.admin.clone().unwrap();
+    let (ok, out) = run(&[
+        "accounts",
+        "grant",
+        "--admin",
+        &admin,
+        "--email",
+        "restart@dist.example",
+        "--role",
+        "merchant",
+        "--store-name",
+        "Restart",
+    ])
+    .await;
+    assert!(ok, "accounts grant: {out}");
+    let merchant = login(&http, &g1, "restart@dist.example").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4 {
+        let (http, url, token, stop) = (http.clone(), [&g1, &g2][writer % 2].clone(), merchant.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut writes = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let started = Instant::now();
+                let body = json!({
+                    "query": "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } userErrors { code } } }",
+                    "variables": { "input": { "name": format!("Restart {writer}-{n}"), "description": "d", "price": { "amount": 100, "currency": "EUR" }, "stock": 1 } },
+                });
+                let answer = match http.post(&url).bearer_auth(&token).json(&body).send().await {
+                    Ok(response) => response.json::<Value>().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let id = answer.as_ref().ok().and_then(|a| a["data"]["createProduct"]["product"]["id"].as_str());
+                writes.push(Write {
+                    started,
+                    finished: Instant::now(),
+                    acknowledged: id.map(String::from),
+                    error: if id.is_some() { None } else { Some(format!("{answer:?}")) },
+                });
+                if id.is_none() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            writes
+        });
+    }
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down = Instant::now();
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.start_server().expect("PostgreSQL starts again");
+    let up = Instant::now();
+    tokio::time::sleep(RECOVERY + Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut writes = Vec::new();
+    while let Some(joined) = writers.join_next().await {
+        writes.extend(joined.unwrap());
+    }
+
+    let acknowledged: Vec<&String> = writes.iter().filter_map(|w| w.acknowledged.as_ref()).collect();
+    let failed: Vec<&Write> = writes.iter().filter(|w| w.acknowledged.is_none()).collect();
+    let before = writes.iter().filter(|w| w.finished < down && w.acknowledged.is_some()).count();
+    let recovered = writes.iter().filter(|w| w.started > up + RECOVERY && w.acknowledged.is_some()).count();
+    println!(
+        "{} writes: {} acknowledged ({before} before the stop, {recovered} after recovery), {} failed",
+        writes.len(),
+        acknowledged.len(),
+        failed.len()
+    );
+    let slowest = writes.iter().map(|w| w.finished - w.started).max().unwrap_or_default();
+    println!("slowest write {slowest:?} (writes made while PostgreSQL was down wait for it within their deadline)");
+    assert!(before > 0 && recovered > 0, "the load ran before the stop and after the recovery");
+    for write in &failed {
+        assert!(
+            write.finished >= down && write.started < up + RECOVERY,
+            "a write failed outside the outage (started {:?} after the stop, {:?} before it came back): {}",
+            write.started.checked_duration_since(down),
+            up.checked_duration_since(write.started),
+            write.error.as_deref().unwrap_or_default()
+        );
+        // A clear, retryable error; never a hang or a dropped connection.
+        let error = write.error.as_deref().unwrap_or_default();
+        assert!(error.contains("SERVICE_UNAVAILABLE"), "a write failed without a clear error: {error}");
+    }
+    // Every acknowledged write is there, read through either gateway.
+    for (i, id) in acknowledged.iter().enumerate() {
+        let url = [&g1, &g2][i % 2];
+        let data = graphql(&http, url, None, "query($id: ID!) { product(id: $id) { id } }", json!({ "id": id })).await;
+        assert_eq!(data["product"]["id"], json!(id), "acknowledged write {id} is lost: {data}");
+    }
+    println!("all {} acknowledged writes read back", acknowledged.len());
+    drop(system);
+}

@@ -48,6 +48,30 @@ pub struct Config {
     pub admin: AdminSection,
     pub services: ServicesSection,
     pub keys: KeysSection,
+    pub telemetry: TelemetrySection,
+}
+
+/// Logs and traces (docs/operations.md, Observability).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// Logs on stderr: `text` for people, `json` (one object per line,
+    /// with the current span's fields) for log pipelines.
+    pub log_format: LogFormat,
+    /// Where spans go, over OTLP/gRPC (`http://otel-collector:4317`, say);
+    /// none: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// The spans' `service.name`; default `polyscale`, or
+    /// `polyscale-<role>` for `serve --services` and `gateway`.
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The services of a distributed deployment (docs/operations.md,
@@ -533,6 +557,7 @@ impl Default for Config {
             admin: AdminSection::default(),
             services: ServicesSection::default(),
             keys: KeysSection::default(),
+            telemetry: TelemetrySection::default(),
         }
     }
 }
@@ -785,6 +810,14 @@ impl Config {
             return Err(ConfigError::Invalid { key: "services.run", message: "name at least one service".into() });
         }
         positive("services.replicas", self.services.replicas > 0)?;
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.otlp_endpoint",
+                message: format!("`{endpoint}` is not an http:// or https:// URL (OTLP over gRPC, port 4317)"),
+            });
+        }
         positive("services.reconcile_interval", !self.services.reconcile_interval.is_zero())?;
         for (key, urls) in [
             ("services.product", &self.services.product),

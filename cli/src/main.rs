@@ -339,21 +339,38 @@ struct AdminTarget {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    telemetry::init_logs();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Gateway(_)) {
+        telemetry::init_logs();
+    }
+    match cli.command {
         Command::Serve { services, args } => {
             let config = args.load_with(services.as_deref())?;
+            let role = match &services {
+                Some(_) => {
+                    let names: Vec<&str> = config.services.run.iter().map(|s| s.as_str()).collect();
+                    format!("polyscale-{}", names.join("-"))
+                }
+                None => "polyscale".to_string(),
+            };
+            let telemetry = telemetry::init(&config.telemetry, &role)?;
             let mut embedded = EmbeddedConfig::from_config(&config);
             if services.is_some() {
                 embedded.services = config.services.run.clone();
                 embedded.gateway = false;
             }
-            serve(embedded).await
+            let served = serve(embedded).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Gateway(args) => {
-            let mut embedded = EmbeddedConfig::from_config(&args.load()?);
+            let config = args.load()?;
+            let telemetry = telemetry::init(&config.telemetry, "polyscale-gateway")?;
+            let mut embedded = EmbeddedConfig::from_config(&config);
             embedded.services.clear();
-            serve(embedded).await
+            let served = serve(embedded).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Keys { command: KeysCommand::Generate { dir } } => {
             for written in polyscale::keys::generate(&dir)? {

@@ -66,7 +66,8 @@ impl Clients {
     }
 
     /// A request carrying the request id, the caller's token, the client
-    /// address with the gateway's service token, and the deadline.
+    /// address with the gateway's service token, the trace context and the
+    /// deadline.
     pub fn request<T>(&self, message: T, context: &RequestContext) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
@@ -85,6 +86,7 @@ impl Clients {
         {
             metadata.insert(AUTHORIZATION, v);
         }
+        polyscale_proto::trace::inject(metadata);
         request.set_timeout(self.timeout);
         request
     }

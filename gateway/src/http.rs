@@ -40,6 +40,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use polyscale_auth::{Claims, Role, Verifier};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::Clients;
 use crate::errors::{Code, coded, finish_errors};
@@ -350,12 +351,31 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
         }
         request.data.insert(context.clone());
     }
-    let mut response = state.schema.execute_batch(batch).await;
+    // The operation's span: the root of its trace (or a child of the
+    // client's, given a `traceparent`); every service call it makes
+    // carries it on.
+    let span = graphql_span(&batch, &request_id);
+    polyscale_proto::trace::continue_trace(&span, &headers);
+    let mut response = state.schema.execute_batch(batch).instrument(span).await;
     match &mut response {
         BatchResponse::Single(r) => finish_errors(&mut r.errors, &request_id),
         BatchResponse::Batch(rs) => rs.iter_mut().for_each(|r| finish_errors(&mut r.errors, &request_id)),
     }
     graphql_response(response, media, &request_id)
+}
+
+/// `graphql PlaceOrder`, say: the operation's name (never the document,
+/// whose literals may be secrets).
+fn graphql_span(batch: &BatchRequest, request_id: &str) -> tracing::Span {
+    let name = batch.iter().next().and_then(|r| r.operation_name.as_deref()).unwrap_or_default();
+    tracing::info_span!(
+        "graphql",
+        otel.name = %format!("graphql {name}").trim_end(),
+        otel.kind = "server",
+        graphql.operation.name = name,
+        operations = batch.iter().count(),
+        request_id = %request_id,
+    )
 }
 
 type RequestError = (StatusCode, Code, String);

@@ -503,6 +503,8 @@ impl ServiceHost {
             .add_service(reflection_v1alpha()?);
 
         let data_plane = tonic::transport::Server::builder()
+            // Each call's span continues the caller's trace (`traceparent`).
+            .trace_fn(polyscale_proto::trace::server_span)
             .add_routes(grpc.routes())
             .serve_with_incoming_shutdown(no_delay(listener), shutdown.clone().cancelled_owned());
         let admin_address = admin.address();

@@ -60,3 +60,4 @@ pub mod metadata {
 }
 
 pub mod channel;
+pub mod trace;

@@ -26,6 +26,8 @@ struct Process {
     graphql: Option<String>,
     /// `http://host:port` of its metrics and probes listener.
     probes: String,
+    /// What it logged until it listened.
+    started_log: Vec<String>,
     _log: Receiver<String>,
 }
 
@@ -65,20 +67,21 @@ impl Process {
                 let _ = child.kill();
                 panic!("{name} did not log its addresses; its log:\n{}", seen.join("\n"));
             };
+            // Text or JSON logs: an address ends at a space or a quote.
+            let word = |rest: &str| rest.split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string();
             if let Some(rest) = line.split("GraphQL at ").nth(1) {
-                graphql = Some(rest.split_whitespace().next().unwrap().to_string());
+                graphql = Some(word(rest));
             }
             if let Some(rest) = line.split("(gRPC) at ").nth(1) {
                 grpc = Some(format!("http://{}", rest.split(';').next().unwrap().trim()));
-                admin =
-                    rest.split("admin plane at ").nth(1).and_then(|a| a.split_whitespace().next()).map(String::from);
+                admin = rest.split("admin plane at ").nth(1).map(word);
             }
             if let Some(rest) = line.split("metrics at ").nth(1) {
-                probes = Some(rest.split_whitespace().next().unwrap().trim_end_matches(',').replace("/metrics", ""));
+                probes = Some(word(rest).trim_end_matches(',').replace("/metrics", ""));
             }
             seen.push(line);
         }
-        Self { name, child, grpc, admin, graphql, probes: probes.unwrap(), _log: log }
+        Self { name, child, grpc, admin, graphql, probes: probes.unwrap(), started_log: seen, _log: log }
     }
 
     async fn readyz(&self, http: &reqwest::Client) -> (u16, Value) {
@@ -233,6 +236,11 @@ impl Deployment {
 
     /// On the PostgreSQL server at `server` (admin URL).
     async fn start_on(server: &str) -> Self {
+        Self::start_with(server, &[]).await
+    }
+
+    /// With `extra` configuration (`KEY=VALUE`) for every process.
+    async fn start_with(server: &str, extra: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         let (ok, out) = run(&["keys", "generate", "--dir", keys.to_str().unwrap()]).await;
@@ -262,6 +270,7 @@ impl Deployment {
             "services.reconcile_interval=2s".to_string(),
         ]
         .into_iter()
+        .chain(extra.iter().cloned())
         .flat_map(|kv| ["--set".to_string(), kv])
         .collect();
         let with = |head: &[&str], tail: &[String]| -> Vec<String> {
@@ -690,4 +699,233 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     }
     println!("all {} acknowledged writes read back", acknowledged.len());
     drop(system);
+}
+
+/// The spans an in-test OTLP collector received, with the `service.name`
+/// of the process that sent each.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| attribute_text(kv.value.as_ref()))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                spans.extend(scope.spans.into_iter().map(|span| (service.clone(), span)));
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+fn attribute_text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match value?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| attribute_text(kv.value.as_ref()))
+}
+
+/// One `placeOrder` through the distributed deployment is one trace: the
+/// gateway's GraphQL span, the order service's gRPC and component spans
+/// and its SQL, and the product service's spans for the stock
+/// reservation the order component asked for, all exported over OTLP by
+/// their own processes, share one trace id, each gRPC server span the
+/// child of its caller's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_place_order_is_one_trace_from_gateway_to_sql() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let serving = collector.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(serving))
+            .serve_with_incoming(tokio_stream_listener(listener))
+            .await
+            .unwrap();
+    });
+    let system = Deployment::start_with(
+        &polyscale_testkit::pg::server_url(),
+        &[format!("telemetry.otlp_endpoint={endpoint}"), "telemetry.log_format=json".to_string()],
+    )
+    .await;
+    // telemetry.log_format = "json": one object per line.
+    for process in system.all() {
+        for line in &process.started_log {
+            let entry: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", process.name));
+            assert!(entry["fields"]["message"].is_string() && entry["level"].is_string(), "{}: {line}", process.name);
+        }
+    }
+    let http = reqwest::Client::new();
+    let g1 = system.gateway(0);
+    register_and_login(&http, &g1, "traced-merchant@dist.example").await;
+    let admin = system.account.admin.clone().unwrap();
+    let (ok, out) = run(&[
+        "accounts",
+        "grant",
+        "--admin",
+        &admin,
+        "--email",
+        "traced-merchant@dist.example",
+        "--role",
+        "merchant",
+        "--store-name",
+        "Traced",
+    ])
+    .await;
+    assert!(ok, "accounts grant: {out}");
+    let merchant = login(&http, &g1, "traced-merchant@dist.example").await;
+    let data = graphql(
+        &http,
+        &g1,
+        Some(&merchant),
+        "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } userErrors { code } } }",
+        json!({ "input": { "name": "Traced lamp", "description": "glows", "price": { "amount": 900, "currency": "EUR" }, "stock": 5 } }),
+    )
+    .await;
+    let product = data["createProduct"]["product"]["id"].as_str().unwrap().to_string();
+    let (_, customer) = register_and_login(&http, &g1, "traced-customer@dist.example").await;
+    graphql(
+        &http,
+        &g1,
+        Some(&customer),
+        "mutation($p: ID!) { addToCart(productId: $p, quantity: 1) { cart { itemCount } } }",
+        json!({ "p": product }),
+    )
+    .await;
+    // With the operation's name, as GraphQL clients send it.
+    let answer: Value = http
+        .post(&g1)
+        .bearer_auth(&customer)
+        .json(&json!({
+            "query": "mutation PlaceIt { placeOrder(input: { idempotencyKey: \"traced-1\" }) { order { id } userErrors { code } } }",
+            "operationName": "PlaceIt",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = answer["data"].clone();
+    assert_eq!(data["placeOrder"]["userErrors"], json!([]), "{data}");
+
+    // The batch exporters send every few seconds.
+    let place = "polyscale.order.v1.OrderService/PlaceOrder";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (trace, spans) = loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let found = spans.iter().find(|(_, s)| s.name == place).map(|(_, s)| s.trace_id.clone());
+        if let Some(trace) = found {
+            let mine: Vec<_> = spans.into_iter().filter(|(_, s)| s.trace_id == trace).collect();
+            let has =
+                |service: &str, name: &str| mine.iter().any(|(svc, s)| svc == service && s.name.starts_with(name));
+            if has("polyscale-gateway", "graphql")
+                && has("polyscale-order", "component order")
+                && has("polyscale-order", "sql")
+                && has("polyscale-product", "component product")
+                && has("polyscale-product", "sql")
+            {
+                break (trace, mine);
+            }
+        }
+        if Instant::now() > deadline {
+            let names: Vec<String> = collector
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(svc, s)| format!("{svc}: {} ({})", s.name, hex(&s.trace_id)))
+                .collect();
+            panic!(
+                "the spans of one placeOrder did not all arrive in one trace within 30 s; received:\n{}",
+                names.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let by_name = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|(svc, s)| svc == service && s.name.starts_with(name))
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("no {name} span from {service}"))
+    };
+    let operation = by_name("polyscale-gateway", "graphql");
+    assert_eq!(operation.name, "graphql PlaceIt");
+    let served = by_name("polyscale-order", place);
+    assert_eq!(served.parent_span_id, operation.span_id, "the order service's span is the gateway operation's child");
+    let call = by_name("polyscale-order", "component order");
+    assert_eq!(attribute(&call, "component").as_deref(), Some("order"));
+    assert_eq!(attribute(&call, "owner").as_deref(), Some("platform"));
+    assert!(attribute(&call, "version").is_some_and(|v| !v.is_empty()));
+    assert_eq!(attribute(&call, "outcome").as_deref(), Some("ok"));
+    let statements: Vec<String> = spans
+        .iter()
+        .filter(|(svc, s)| svc == "polyscale-order" && s.name.starts_with("sql"))
+        .filter_map(|(_, s)| attribute(s, "db.operation.name"))
+        .collect();
+    assert!(statements.iter().any(|k| k == "INSERT"), "the order's SQL is in the trace: {statements:?}");
+    // The stock reservation: the order component's call to the product
+    // service carries the trace on.
+    let reserved = spans
+        .iter()
+        .find(|(svc, s)| svc == "polyscale-product" && s.name.starts_with("polyscale.product.v1.InventoryService/"))
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("no InventoryService span in the trace"));
+    let parent =
+        spans.iter().find(|(_, s)| s.span_id == reserved.parent_span_id).map(|(svc, s)| (svc.clone(), s.name.clone()));
+    assert!(
+        parent
+            .as_ref()
+            .is_some_and(|(svc, name)| svc == "polyscale-order"
+                && (name.starts_with("component order") || name.starts_with("sql"))),
+        "the reservation's parent is the order component's call: {parent:?}"
+    );
+    println!(
+        "trace {}: {} spans from {:?}",
+        hex(&trace),
+        spans.len(),
+        spans.iter().map(|(svc, _)| svc.as_str()).collect::<std::collections::BTreeSet<_>>()
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The accepted connections of `listener`, for `serve_with_incoming`.
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    })
 }

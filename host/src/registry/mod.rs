@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
+use tracing::Instrument;
 use wasmtime::component::{Component, Linker};
 
 pub use cache::{Compiled, CompiledCache};
@@ -514,7 +515,7 @@ impl<W: Deployable> Slots<W> {
         let version =
             slot.active.load_full().ok_or_else(|| CallError::NoActiveVersion { component: self.kind.clone() })?;
         let pre = self.compiled(&version.version).await.map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let value = self.call_pre(&pre, &version.version, info, timeout, f).await?;
+        let value = self.call_pre(&pre, owner, &version.version, info, timeout, f).await?;
         Ok(Served { value, version: version.version.clone() })
     }
 
@@ -544,15 +545,19 @@ impl<W: Deployable> Slots<W> {
             _ => return Err(DeployError::Failed(CallError::Overloaded(format!("slot {key} is busy")))),
         };
         let pre = self.compiled(&info_version.version).await?;
-        let value = self.call_pre(&pre, &info_version.version, info, Some(deadline), f).await?;
+        let value = self.call_pre(&pre, owner, &info_version.version, info, Some(deadline), f).await?;
         Ok(Served { value, version: info_version.version })
     }
 
     /// Calls a given compiled version (activation steps use it on the
     /// candidate before it goes live).
+    /// The call runs in a span of its own (component, version, owner:
+    /// `platform` or the merchant, request id, outcome); the host calls
+    /// the guest makes (SQL, search, sibling services) are its children.
     pub async fn call_pre<T, F>(
         &self,
         pre: &W::Pre,
+        owner: &str,
         version: &str,
         mut info: CallInfo,
         timeout: Option<Duration>,
@@ -563,7 +568,20 @@ impl<W: Deployable> Slots<W> {
     {
         info.component = self.kind.clone();
         info.version = version.to_string();
-        self.registry.runtime.invoke::<W, T, F>(pre, &self.shared, info, &self.limits.call, timeout, f).await
+        let span = tracing::info_span!(
+            "component.call",
+            otel.name = %format!("component {}", self.kind),
+            component = %self.kind,
+            version = %version,
+            owner = %owner,
+            request_id = %info.request_id,
+            outcome = tracing::field::Empty,
+        );
+        self.registry
+            .runtime
+            .invoke::<W, T, F>(pre, &self.shared, info, &self.limits.call, timeout, f)
+            .instrument(span)
+            .await
     }
 }
 

@@ -76,6 +76,8 @@ impl Runtime {
             Err(CallError::FuelExhausted) => "fuel_exhausted",
             Err(_) => "trap",
         };
+        // The span of the call, made by the caller (`Slots::call_pre`).
+        tracing::Span::current().record("outcome", label);
         metrics::histogram!("polyscale_component_call_seconds", "component" => component.clone(), "outcome" => label)
             .record(elapsed.as_secs_f64());
         if let Err(e) = &outcome {

@@ -59,7 +59,7 @@ where
     F: for<'a> FnOnce(&'a W::Exports, &'a mut WorldStore<W>) -> BoxFuture<'a, wasmtime::Result<Vec<Migration>>>,
 {
     let info = CallInfo::new(format!("migrations-{}", uuid::Uuid::now_v7()), None);
-    let wanted = slots.call_pre(pre, version, info, None, list).await?;
+    let wanted = slots.call_pre(pre, &slot.owner, version, info, None, list).await?;
     // A component's migrations are its SQL: checked and sandboxed like
     // any other statement of it (with no call deadline: schema changes on
     // a large table may take a while).

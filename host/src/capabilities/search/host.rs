@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::{IndexOp, Query, Results, SearchError, SearchService, limits, outbox};
@@ -54,7 +55,8 @@ impl Host for SearchCtxView<'_> {
         if q.first == 0 || q.first > limits::MAX_PAGE {
             return Ok(Err(SearchError::InvalidQuery(format!("first must be between 1 and {}", limits::MAX_PAGE))));
         }
-        Ok(service.backend.search(&q).await)
+        let span = tracing::info_span!("search", otel.name = %format!("search {}", q.index), index = %q.index);
+        Ok(service.backend.search(&q).instrument(span).await)
     }
 
     async fn suggest(&mut self, index: String, field: String, prefix: String, limit: u32) -> Answer<Vec<String>> {

@@ -93,7 +93,7 @@ impl Siblings {
     }
 
     /// A request carrying the call's request id, caller token, remaining
-    /// time and the order service's token. None when the call's deadline
+    /// time, trace context and the order service's token. None when the call's deadline
     /// has already passed.
     fn request<T>(&self, message: T, call: &CallInfo) -> Result<tonic::Request<T>, DomainError> {
         let mut request = tonic::Request::new(message);
@@ -115,6 +115,9 @@ impl Siblings {
         {
             metadata.insert(AUTHORIZATION, v);
         }
+        // The current span is the component call's (or its capability
+        // call's): the sibling's spans join the caller's trace.
+        polyscale_proto::trace::inject(metadata);
         Ok(request)
     }
 }

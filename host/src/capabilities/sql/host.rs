@@ -1,5 +1,6 @@
 //! The WIT `sql` interface, implemented per call over a [`Database`].
 
+use tracing::Instrument;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::guard;
@@ -50,6 +51,18 @@ pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::
     sql::add_to_linker::<T, HasSql>(linker, |t| t.sql())
 }
 
+/// The span of one statement: its kind (`SELECT`, `INSERT`…), never its
+/// parameters. A child of the component call's span.
+fn span(statement: &str) -> tracing::Span {
+    let kind = statement.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+    tracing::info_span!("sql", otel.name = %format!("sql {kind}"), db.operation.name = %kind)
+}
+
+/// The span of a transaction step.
+fn step(name: &'static str) -> tracing::Span {
+    tracing::info_span!("sql", otel.name = name, db.operation.name = name)
+}
+
 fn checked(ctx: &SqlCtx, statement: &str, params: &[Value]) -> Result<(), SqlError> {
     guard::check(ctx.db.dialect(), statement, params, &ctx.limits)
 }
@@ -61,7 +74,7 @@ impl Host for SqlCtxView<'_> {
                 "a transaction is already open in this call; commit or roll it back first".into(),
             )));
         }
-        match self.ctx.db.begin().await {
+        match self.ctx.db.begin().instrument(step("BEGIN")).await {
             Ok(tx) => {
                 self.ctx.open_transactions += 1;
                 Ok(Ok(self.table.push(tx)?))
@@ -74,14 +87,16 @@ impl Host for SqlCtxView<'_> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.db.query_as(self.run_as(), &statement, &params, &self.ctx.limits).await)
+        let span = span(&statement);
+        Ok(self.ctx.db.query_as(self.run_as(), &statement, &params, &self.ctx.limits).instrument(span).await)
     }
 
     async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, SqlError>> {
         if let Err(e) = checked(self.ctx, &statement, &params) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.db.execute_as(self.run_as(), &statement, &params).await)
+        let span = span(&statement);
+        Ok(self.ctx.db.execute_as(self.run_as(), &statement, &params).instrument(span).await)
     }
 }
 
@@ -96,7 +111,8 @@ impl HostTransaction for SqlCtxView<'_> {
             return Ok(Err(e));
         }
         let (limits, run_as) = (self.ctx.limits, self.run_as());
-        Ok(self.table.get_mut(&tx)?.query_as(run_as, &statement, &params, &limits).await)
+        let span = span(&statement);
+        Ok(self.table.get_mut(&tx)?.query_as(run_as, &statement, &params, &limits).instrument(span).await)
     }
 
     async fn execute(
@@ -109,19 +125,20 @@ impl HostTransaction for SqlCtxView<'_> {
             return Ok(Err(e));
         }
         let run_as = self.run_as();
-        Ok(self.table.get_mut(&tx)?.execute_as(run_as, &statement, &params).await)
+        let span = span(&statement);
+        Ok(self.table.get_mut(&tx)?.execute_as(run_as, &statement, &params).instrument(span).await)
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), SqlError>> {
         let tx = self.table.delete(tx)?;
         self.ctx.open_transactions = self.ctx.open_transactions.saturating_sub(1);
-        Ok(tx.commit().await)
+        Ok(tx.commit().instrument(step("COMMIT")).await)
     }
 
     async fn rollback(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), SqlError>> {
         let tx = self.table.delete(tx)?;
         self.ctx.open_transactions = self.ctx.open_transactions.saturating_sub(1);
-        Ok(tx.rollback().await)
+        Ok(tx.rollback().instrument(step("ROLLBACK")).await)
     }
 
     async fn drop(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<()> {

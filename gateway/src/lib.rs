@@ -24,6 +24,7 @@ pub mod errors;
 mod graphiql;
 mod http;
 pub mod limits;
+mod metrics;
 pub mod rate_limit;
 pub mod schema;
 pub mod server;

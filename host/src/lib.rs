@@ -23,6 +23,7 @@ pub mod clock;
 pub mod components;
 pub mod contracts;
 pub mod database;
+pub mod grpc_metrics;
 pub mod plugins;
 pub mod registry;
 pub mod runtime;

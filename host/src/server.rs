@@ -505,6 +505,7 @@ impl ServiceHost {
         let data_plane = tonic::transport::Server::builder()
             // Each call's span continues the caller's trace (`traceparent`).
             .trace_fn(polyscale_proto::trace::server_span)
+            .layer(crate::grpc_metrics::GrpcMetricsLayer)
             .add_routes(grpc.routes())
             .serve_with_incoming_shutdown(no_delay(listener), shutdown.clone().cancelled_owned());
         let admin_address = admin.address();

@@ -425,6 +425,55 @@ async fn replicas_serve_one_system_and_follow_each_others_activations() {
         }
     }
 
+    // Every process serves Prometheus metrics: the gateway by root field,
+    // the services by gRPC method and by component version, the product
+    // host its search outbox's lag.
+    let metrics = |process: &Process| {
+        let (http, url) = (http.clone(), format!("{}/metrics", process.probes));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let gateway_metrics = metrics(&system.gateways[0]).await;
+    assert!(
+        gateway_metrics
+            .contains(r#"polyscale_graphql_field_seconds_count{type="Mutation",field="placeOrder",outcome="ok"}"#),
+        "{gateway_metrics}"
+    );
+    // A client probing made-up methods does not grow the label set.
+    let channel = tonic::transport::Channel::from_shared(system.orders[0].grpc.clone().unwrap())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/made.Up/Probe{i}").parse().unwrap();
+        let refused =
+            grpc.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    }
+    let mut order_metrics = String::new();
+    for replica in &system.orders {
+        order_metrics.push_str(&metrics(replica).await);
+    }
+    assert!(
+        order_metrics.contains(
+            r#"polyscale_grpc_server_seconds_count{method="polyscale.order.v1.OrderService/PlaceOrder",code="0"}"#
+        ),
+        "{order_metrics}"
+    );
+    assert!(!order_metrics.contains("made.Up"), "an unknown method became a label: {order_metrics}");
+    assert!(
+        order_metrics.contains(r#"polyscale_component_call_seconds_count{component="order",version=""#),
+        "{order_metrics}"
+    );
+    assert!(order_metrics.contains("polyscale_component_instances"), "{order_metrics}");
+    let mut product_metrics = String::new();
+    for replica in &system.products {
+        product_metrics.push_str(&metrics(replica).await);
+    }
+    assert!(product_metrics.contains("polyscale_search_outbox_lag_seconds"), "{product_metrics}");
+
     // A product component version deployed on replica 1's admin plane is
     // live on replica 2 within a second: PostgreSQL carried the news.
     let (_, before) = system.products[1].running(&http, "product").await;

@@ -50,6 +50,7 @@ pub fn build(
         .data(rate_limiters)
         .limit_complexity(limits.max_complexity)
         .extension(ErrorShape)
+        .extension(crate::metrics::RootFieldMetrics)
         .extension(DepthLimit(limits.max_depth))
         .extension(AliasLimit(limits.max_aliases));
     if introspection { builder.finish() } else { builder.disable_introspection().extension(NoIntrospection).finish() }

@@ -59,6 +59,7 @@ impl Runtime {
             }
         });
 
+        let _in_use = InstanceInUse::new();
         let work = async {
             let exports = W::instantiate(pre, &mut store).await?;
             f(&exports, &mut store).await
@@ -78,11 +79,39 @@ impl Runtime {
         };
         // The span of the call, made by the caller (`Slots::call_pre`).
         tracing::Span::current().record("outcome", label);
-        metrics::histogram!("polyscale_component_call_seconds", "component" => component.clone(), "outcome" => label)
-            .record(elapsed.as_secs_f64());
+        metrics::histogram!(
+            "polyscale_component_call_seconds",
+            "component" => component.clone(),
+            "version" => version.clone(),
+            "outcome" => label
+        )
+        .record(elapsed.as_secs_f64());
+        if self.config().fuel
+            && let (Some(budget), Ok(left)) = (limits.fuel, store.get_fuel())
+        {
+            metrics::histogram!("polyscale_component_fuel", "component" => component.clone())
+                .record(budget.saturating_sub(left) as f64);
+        }
         if let Err(e) = &outcome {
             tracing::warn!(%component, %version, elapsed = ?elapsed, error = %e, "component call failed");
         }
         outcome
+    }
+}
+
+/// `polyscale_component_instances`: component instances alive in this
+/// process, counted down however the call ends (a dropped call included).
+struct InstanceInUse;
+
+impl InstanceInUse {
+    fn new() -> Self {
+        metrics::gauge!("polyscale_component_instances").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InstanceInUse {
+    fn drop(&mut self) {
+        metrics::gauge!("polyscale_component_instances").decrement(1.0);
     }
 }

@@ -67,6 +67,23 @@ pub async fn pending(db: &Database) -> Result<u64, SqlError> {
     })
 }
 
+/// `polyscale_search_outbox_pending` (rows not yet in the engine) and
+/// `polyscale_search_outbox_lag_seconds` (the age of the oldest), after
+/// each drain by the lease holder.
+async fn record_lag(db: &Database) {
+    let sql = "SELECT CAST(COUNT(*) AS BIGINT), CAST(MIN(enqueued_at_ms) AS BIGINT) FROM _polyscale_search_outbox";
+    let Ok(rows) = db.query(sql, &[], &SqlLimits::default()).await else { return };
+    let (pending, oldest) = match rows.rows.first().map(Vec::as_slice) {
+        Some([Value::Integer(n), Value::Integer(oldest)]) => (*n, Some(*oldest)),
+        Some([Value::Integer(n), _]) => (*n, None),
+        _ => return,
+    };
+    metrics::gauge!("polyscale_search_outbox_pending").set(pending as f64);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let lag = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+    metrics::gauge!("polyscale_search_outbox_lag_seconds").set(lag);
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     #[error("reading the outbox: {0:?}")]
@@ -162,6 +179,7 @@ pub fn spawn_drainer(
                     }
                     backoff = POLL;
                     metrics::counter!("polyscale_search_indexed_total").increment(n as u64);
+                    record_lag(&db).await;
                     if n as i64 >= BATCH { Duration::ZERO } else { POLL }
                 }
                 Err(e) => {

@@ -88,12 +88,16 @@ impl Lease {
     /// once.
     pub async fn release(&mut self, db: &Database) {
         if self.held_until.take().is_some() {
-            let _ = db
-                .execute(
+            // Bounded: a database that does not answer must not hold up a
+            // shutdown; the lease then lapses at the end of its term.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                db.execute(
                     "DELETE FROM _polyscale_leases WHERE name = $1 AND holder = $2",
                     &[Value::Text(self.name.clone()), Value::Text(self.holder.clone())],
-                )
-                .await;
+                ),
+            )
+            .await;
         }
     }
 }

@@ -100,6 +100,11 @@ impl Process {
         (entry["version"].as_str().map(String::from), entry["activation"].as_i64().unwrap_or(0))
     }
 
+    /// What it logged since it started listening (or since the last call).
+    fn logged(&self) -> Vec<String> {
+        self._log.try_iter().collect()
+    }
+
     /// SIGTERM, then the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
         let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
@@ -738,7 +743,17 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
         );
         // A clear, retryable error; never a hang or a dropped connection.
         let error = write.error.as_deref().unwrap_or_default();
-        assert!(error.contains("SERVICE_UNAVAILABLE"), "a write failed without a clear error: {error}");
+        if !error.contains("SERVICE_UNAVAILABLE") {
+            let warnings: Vec<String> = system
+                .all()
+                .flat_map(|p| p.logged().into_iter().map(move |line| format!("{}: {line}", p.name)))
+                .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+                .collect();
+            panic!(
+                "a write failed without a clear error: {error}\nwarnings and errors logged:\n{}",
+                warnings.join("\n")
+            );
+        }
     }
     // Every acknowledged write is there, read through either gateway.
     for (i, id) in acknowledged.iter().enumerate() {

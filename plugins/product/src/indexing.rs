@@ -67,8 +67,15 @@ pub fn document(row: Row<'_>) -> Result<Document, DomainError> {
     Ok(Document { id: row.text("id")?, version: row.int("version")?, fields })
 }
 
+/// Queueing writes the outbox row in the caller's transaction: when that
+/// fails because the database is unavailable (a restart, a cut
+/// connection), so is the write, and the client may retry; anything else
+/// is a bug.
 fn search_error(e: SearchError) -> DomainError {
-    DomainError::Internal(format!("queueing a search update failed: {e:?}"))
+    match e {
+        SearchError::Unavailable(m) => DomainError::Unavailable(format!("queueing a search update: {m}")),
+        other => DomainError::Internal(format!("queueing a search update failed: {other:?}")),
+    }
 }
 
 /// Queues the current state of product `id` (read inside `tx`).

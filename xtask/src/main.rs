@@ -8,11 +8,15 @@
 //!   the host workspace (with cargo-nextest when installed) and the guest
 //!   crates' unit tests.
 //! - `bench`: the benchmarks (release build).
+//! - `load [--smoke]`: the end-to-end load harness (`load.rs`): starts the
+//!   system, drives each scenario, checks every answer, prints req/s and
+//!   latency against a ceiling measured in the same run.
 //! - `plugin-examples [--out DIR]`: builds the example plugins of
 //!   `plugins/examples/` (Rust, Python, JavaScript, C) into
 //!   `$CARGO_TARGET_DIR/plugin-examples/` with `manifest.json`, checks them
 //!   against `polyscale:plugin@1.0.0` and runs each once on a sample cart.
 
+mod load;
 mod plugin_examples;
 
 use std::process::{Command, ExitCode};
@@ -25,9 +29,10 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("plugin-examples") => plugin_examples::run(&args[1..]).map(drop),
+        Some("load") => load::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench> [extra args for the test runner]\n       cargo xtask plugin-examples [--out DIR]"
+                "usage: cargo xtask <test|bench> [extra args for the test runner]\n       cargo xtask plugin-examples [--out DIR]\n       cargo xtask load [--smoke] [--duration S] [--warmup S] [--connections N] [--no-postgres] [--binary PATH]"
             );
             return ExitCode::from(2);
         }

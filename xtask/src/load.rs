@@ -17,8 +17,10 @@
 //! ```
 //!
 //! Scenarios: the ceiling; `product(id)` on embedded SQLite; a text search
-//! with facets; `product(id)` on PostgreSQL (a throwaway cluster, skipped
-//! with `--no-postgres`). Figures go in BENCHMARKS.md.
+//! with facets; `product(id)` while ten product component versions are
+//! deployed (hot swaps: not one request may fail); `product(id)` on
+//! PostgreSQL (a throwaway cluster, skipped with `--no-postgres`). Figures
+//! go in BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -331,6 +333,18 @@ fn search() -> Scenario {
     }
 }
 
+/// Versions deployed during the hot-swap scenario.
+const SWAPS: usize = 10;
+
+/// The product component as the host build made it.
+fn product_component() -> Result<Vec<u8>, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("wasm-components/wasm32-wasip2/release/product_component.wasm");
+    std::fs::read(&path).map_err(|e| format!("{}: {e} (build the host first)", path.display()))
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polyscale-load-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -362,8 +376,59 @@ async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
     ));
     let ids = product_ids(&system.graphql).await?;
     outcomes.push(drive(&system.graphql, ceiling(), options).await);
-    outcomes.push(drive(&system.graphql, product_by_id("product(id), embedded SQLite", ids), options).await);
+    outcomes.push(drive(&system.graphql, product_by_id("product(id), embedded SQLite", ids.clone()), options).await);
     outcomes.push(drive(&system.graphql, search(), options).await);
+    // Hot swap under load: ten product component versions deployed while
+    // the product(id) load runs; not one request may fail.
+    let wasm = product_component()?;
+    let swaps = SWAPS;
+    let spacing = options.duration / (swaps as u32 + 1);
+    let (binary_path, admin, warmup) =
+        (binary.to_path_buf(), format!("unix:{}", data.join("admin.sock").display()), options.warmup);
+    let scratch_dir = data.clone();
+    let swapper = tokio::task::spawn_blocking(move || -> Result<Vec<Instant>, String> {
+        let mut live = Vec::new();
+        std::thread::sleep(warmup);
+        let mut took = Duration::ZERO;
+        for i in 0..swaps {
+            // Evenly over the measured time, the deploys' own time included.
+            std::thread::sleep(spacing.saturating_sub(took));
+            let began = Instant::now();
+            let file = scratch_dir.join(format!("product-swap-{i}.wasm"));
+            std::fs::write(
+                &file,
+                polyscale_testkit::wasm::variant(&wasm, &format!("load-swap-{i}-{}", std::process::id())),
+            )
+            .map_err(|e| e.to_string())?;
+            let deployed = Command::new(&binary_path)
+                .args(["component", "deploy", "--admin", &admin])
+                .arg(&file)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !deployed.status.success() {
+                return Err(format!("deploy {i}: {}", String::from_utf8_lossy(&deployed.stderr)));
+            }
+            live.push(Instant::now());
+            took = began.elapsed();
+        }
+        Ok(live)
+    });
+    let mut swapped =
+        drive(&system.graphql, product_by_id(&format!("product(id) across {swaps} hot swaps"), ids), options).await;
+    let load_ended = Instant::now();
+    match swapper.await.map_err(|e| e.to_string())? {
+        Ok(live) => {
+            let during = live.iter().filter(|t| **t <= load_ended).count();
+            notes.push(format!(
+                "hot swaps: {during} of {swaps} product component versions went live while the load ran"
+            ));
+        }
+        Err(e) => {
+            swapped.errors += 1;
+            swapped.first_error.get_or_insert(format!("a hot swap failed: {e}"));
+        }
+    }
+    outcomes.push(swapped);
     notes.push(format!("RSS after the embedded scenarios: {:.0} MiB", system.rss_mib().unwrap_or(0.0)));
     system.stop();
     let _ = std::fs::remove_dir_all(&data);

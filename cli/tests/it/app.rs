@@ -457,31 +457,7 @@ impl Drop for TestApp {
     }
 }
 
-/// The same component with a custom section appended: identical behaviour,
-/// a different binary, so a different version.
-pub fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"polyscale-test-variant";
-    let mut payload = Vec::new();
-    leb128(name.len(), &mut payload);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    leb128(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
-}
+pub use polyscale_testkit::wasm::variant;
 
 pub const PRODUCT_FIELDS: &str = "id merchantId name description price { amount currency formatted } stock inStock category { id name } createdAt updatedAt";
 

@@ -12,7 +12,7 @@
 //! ```sh
 //! cargo xtask load                     # release build, 10 s per scenario, 32 connections
 //! cargo xtask load --duration 5 --connections 16
-//! cargo xtask load --smoke             # CI: debug build, 2 s each, fails on any error
+//! cargo xtask load --smoke             # CI: debug build, 2 s each (hot swaps 10 s), fails on any error
 //! cargo xtask load --binary target/release/polyscale --no-postgres
 //! ```
 //!
@@ -382,7 +382,10 @@ async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
     // the product(id) load runs; not one request may fail.
     let wasm = product_component()?;
     let swaps = SWAPS;
-    let spacing = options.duration / (swaps as u32 + 1);
+    // Long enough for every deploy (a debug build compiles slowly) to land
+    // inside the measured window.
+    let swap_options = Options { duration: options.duration.max(Duration::from_secs(10)), binary: None, ..*options };
+    let spacing = swap_options.duration / (swaps as u32 + 1);
     let (binary_path, admin, warmup) =
         (binary.to_path_buf(), format!("unix:{}", data.join("admin.sock").display()), options.warmup);
     let scratch_dir = data.clone();
@@ -414,7 +417,8 @@ async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
         Ok(live)
     });
     let mut swapped =
-        drive(&system.graphql, product_by_id(&format!("product(id) across {swaps} hot swaps"), ids), options).await;
+        drive(&system.graphql, product_by_id(&format!("product(id) across {swaps} hot swaps"), ids), &swap_options)
+            .await;
     let load_ended = Instant::now();
     match swapper.await.map_err(|e| e.to_string())? {
         Ok(live) => {

@@ -92,10 +92,14 @@ fn build(release: bool) -> Result<PathBuf, String> {
         cmd.arg("--release");
     }
     crate::run(cmd)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir().join(if release { "release" } else { "debug" }).join("polyscale"))
+}
+
+/// `CARGO_TARGET_DIR`, or the workspace's `target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target.join(if release { "release" } else { "debug" }).join("polyscale"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// One running `polyscale serve`.
@@ -338,10 +342,7 @@ const SWAPS: usize = 10;
 
 /// The product component as the host build made it.
 fn product_component() -> Result<Vec<u8>, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("wasm-components/wasm32-wasip2/release/product_component.wasm");
+    let path = target_dir().join("wasm-components/wasm32-wasip2/release/product_component.wasm");
     std::fs::read(&path).map_err(|e| format!("{}: {e} (build the host first)", path.display()))
 }
 
@@ -349,6 +350,16 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polyscale-load-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Starts the embedded system on `data`, lets it settle for 2 s, and
+/// notes how long it took to be ready and its idle resident memory.
+async fn settled(binary: &Path, data: &Path, what: &str) -> Result<(System, String), String> {
+    let system = System::start(binary, data, &[]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = system.rss_mib().map_or("unknown".to_string(), |m| format!("{m:.0} MiB"));
+    let note = format!("{what}: ready in {:.2} s, idle RSS {rss}", system.ready_after.as_secs_f64());
+    Ok((system, note))
 }
 
 async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
@@ -359,21 +370,11 @@ async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
     // Embedded SQLite + Tantivy: first start (loads the sample catalog),
     // then a restart on the same data directory.
     let data = scratch("embedded");
-    let first = System::start(binary, &data, &[]).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    notes.push(format!(
-        "first start (loads the sample catalog): ready in {:.2} s, idle RSS {:.0} MiB",
-        first.ready_after.as_secs_f64(),
-        first.rss_mib().unwrap_or(0.0)
-    ));
+    let (first, note) = settled(binary, &data, "first start (loads the sample catalog)").await?;
+    notes.push(note);
     first.stop();
-    let system = System::start(binary, &data, &[]).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    notes.push(format!(
-        "restart: ready in {:.2} s, idle RSS {:.0} MiB",
-        system.ready_after.as_secs_f64(),
-        system.rss_mib().unwrap_or(0.0)
-    ));
+    let (system, note) = settled(binary, &data, "restart").await?;
+    notes.push(note);
     let ids = product_ids(&system.graphql).await?;
     outcomes.push(drive(&system.graphql, ceiling(), options).await);
     outcomes.push(drive(&system.graphql, product_by_id("product(id), embedded SQLite", ids.clone()), options).await);
@@ -433,7 +434,9 @@ async fn measure(options: &Options, binary: &Path) -> Result<(), String> {
         }
     }
     outcomes.push(swapped);
-    notes.push(format!("RSS after the embedded scenarios: {:.0} MiB", system.rss_mib().unwrap_or(0.0)));
+    if let Some(rss) = system.rss_mib() {
+        notes.push(format!("RSS after the embedded scenarios: {rss:.0} MiB"));
+    }
     system.stop();
     let _ = std::fs::remove_dir_all(&data);
 

@@ -310,6 +310,30 @@ impl Deployment {
         Self { _dir: dir, databases, products, account, orders, gateways }
     }
 
+    /// A merchant of store `store`: registered through gateway 1, granted
+    /// the role on the account service's admin plane, signed in again;
+    /// the access token.
+    async fn merchant(&self, http: &reqwest::Client, email: &str, store: &str) -> String {
+        let g1 = self.gateway(0);
+        register_and_login(http, &g1, email).await;
+        let admin = self.account.admin.clone().unwrap();
+        let (ok, out) = run(&[
+            "accounts",
+            "grant",
+            "--admin",
+            &admin,
+            "--email",
+            email,
+            "--role",
+            "merchant",
+            "--store-name",
+            store,
+        ])
+        .await;
+        assert!(ok, "accounts grant: {out}");
+        login(http, &g1, email).await
+    }
+
     fn gateway(&self, i: usize) -> String {
         self.gateways[i].graphql.clone().unwrap()
     }
@@ -342,23 +366,7 @@ async fn replicas_serve_one_system_and_follow_each_others_activations() {
     // A merchant (granted on the account service's admin plane) lists a
     // product through gateway 1.
     let (g1, g2) = (system.gateway(0), system.gateway(1));
-    register_and_login(&http, &g1, "merchant@dist.example").await;
-    let admin = system.account.admin.clone().unwrap();
-    let (ok, out) = run(&[
-        "accounts",
-        "grant",
-        "--admin",
-        &admin,
-        "--email",
-        "merchant@dist.example",
-        "--role",
-        "merchant",
-        "--store-name",
-        "Dist",
-    ])
-    .await;
-    assert!(ok, "accounts grant: {out}");
-    let merchant = login(&http, &g1, "merchant@dist.example").await;
+    let merchant = system.merchant(&http, "merchant@dist.example", "Dist").await;
     let data = graphql(
         &http,
         &g1,
@@ -656,23 +664,7 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     let system = Deployment::start_on(&cluster.url).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let (g1, g2) = (system.gateway(0), system.gateway(1));
-    register_and_login(&http, &g1, "restart@dist.example").await;
-    let admin = system.account.admin.clone().unwrap();
-    let (ok, out) = run(&[
-        "accounts",
-        "grant",
-        "--admin",
-        &admin,
-        "--email",
-        "restart@dist.example",
-        "--role",
-        "merchant",
-        "--store-name",
-        "Restart",
-    ])
-    .await;
-    assert!(ok, "accounts grant: {out}");
-    let merchant = login(&http, &g1, "restart@dist.example").await;
+    let merchant = system.merchant(&http, "restart@dist.example", "Restart").await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = tokio::task::JoinSet::new();
@@ -848,23 +840,7 @@ async fn one_place_order_is_one_trace_from_gateway_to_sql() {
     }
     let http = reqwest::Client::new();
     let g1 = system.gateway(0);
-    register_and_login(&http, &g1, "traced-merchant@dist.example").await;
-    let admin = system.account.admin.clone().unwrap();
-    let (ok, out) = run(&[
-        "accounts",
-        "grant",
-        "--admin",
-        &admin,
-        "--email",
-        "traced-merchant@dist.example",
-        "--role",
-        "merchant",
-        "--store-name",
-        "Traced",
-    ])
-    .await;
-    assert!(ok, "accounts grant: {out}");
-    let merchant = login(&http, &g1, "traced-merchant@dist.example").await;
+    let merchant = system.merchant(&http, "traced-merchant@dist.example", "Traced").await;
     let data = graphql(
         &http,
         &g1,
@@ -883,10 +859,14 @@ async fn one_place_order_is_one_trace_from_gateway_to_sql() {
         json!({ "p": product }),
     )
     .await;
-    // With the operation's name, as GraphQL clients send it.
+    // With the operation's name, as GraphQL clients send it, and the
+    // client's own trace context: the whole request joins that trace.
+    const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CLIENT_SPAN: &str = "00f067aa0ba902b7";
     let answer: Value = http
         .post(&g1)
         .bearer_auth(&customer)
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
         .json(&json!({
             "query": "mutation PlaceIt { placeOrder(input: { idempotencyKey: \"traced-1\" }) { order { id } userErrors { code } } }",
             "operationName": "PlaceIt",
@@ -943,6 +923,8 @@ async fn one_place_order_is_one_trace_from_gateway_to_sql() {
     };
     let operation = by_name("polyscale-gateway", "graphql");
     assert_eq!(operation.name, "graphql PlaceIt");
+    assert_eq!(hex(&trace), CLIENT_TRACE, "the request continues the client's trace");
+    assert_eq!(hex(&operation.parent_span_id), CLIENT_SPAN, "the operation is the client span's child");
     let served = by_name("polyscale-order", place);
     assert_eq!(served.parent_span_id, operation.span_id, "the order service's span is the gateway operation's child");
     let call = by_name("polyscale-order", "component order");

@@ -121,6 +121,11 @@ fn bad_configurations_fail_at_start_naming_the_key() {
     let not_a_url = serve("", &[("POLYSCALE_SERVICES__ORDER", "product:50051")]);
     assert!(not_a_url.contains("services.order"), "{not_a_url}");
 
+    let bad_collector = serve("", &[("POLYSCALE_TELEMETRY__OTLP_ENDPOINT", "collector:4317")]);
+    assert!(bad_collector.contains("telemetry.otlp_endpoint"), "{bad_collector}");
+    let bad_format = serve("[telemetry]\nlog_format = \"xml\"\n", &[]);
+    assert!(bad_format.contains("log_format"), "{bad_format}");
+
     let unknown_env = serve("", &[("POLYSCALE_RUNTIME__NOPE", "1")]);
     assert!(unknown_env.to_lowercase().contains("nope"), "{unknown_env}");
 
